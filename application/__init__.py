@@ -1,0 +1,1 @@
+"""The application: wiring, the guard service, the pipeline and the commands."""

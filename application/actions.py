@@ -1,0 +1,55 @@
+"""Carries out the domain's actions through the ports and records each as an event."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from domain.model import Action, ActionKind, Event
+from ports import CleanupResult, EventSink, ModelHost, MoveResult
+
+log = logging.getLogger("swictation.guard")
+
+
+class ActionExecutor:
+    def __init__(
+        self,
+        host: ModelHost,
+        events: EventSink,
+        on_shutdown: Callable[[str], None] | None = None,
+    ) -> None:
+        self._host = host
+        self._events = events
+        self._on_shutdown = on_shutdown
+
+    def perform(self, action: Action, t: float, usage: float | None = None) -> bool:
+        """Carry out one action; returns whether it was done."""
+        detail: dict[str, object] = {"reason": action.reason} if action.reason else {}
+        done = True
+        kind = action.kind
+        if kind in (ActionKind.COLLECT_GARBAGE, ActionKind.AGGRESSIVE_CLEANUP):
+            cleaned: CleanupResult = self._host.cleanup(kind is ActionKind.AGGRESSIVE_CLEANUP)
+            detail["freed_mib"] = round(cleaned.freed_mib, 1)
+        elif kind in (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU):
+            assert action.model is not None
+            device = "cuda" if kind is ActionKind.RESTORE else "cpu"
+            moved: MoveResult = self._host.move(action.model, device)
+            done = moved.done
+            detail["seconds"] = round(moved.seconds, 3)
+            if not moved.done:
+                detail["not_done"] = moved.reason
+                log.warning("%s %s not carried out: %s", kind.value, action.model, moved.reason)
+        elif kind is ActionKind.SHUTDOWN and self._on_shutdown is not None:
+            self._on_shutdown(action.reason)
+        if kind in (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU) or (
+            kind is ActionKind.SHUTDOWN
+        ):
+            log.warning(
+                "%s%s: %s", kind.value, f" {action.model}" if action.model else "", action.reason
+            )
+        else:
+            log.info("%s: %s", kind.value, action.reason)
+        self._events.emit(
+            Event(t, "action", action=kind.value, model=action.model, usage=usage, detail=detail)
+        )
+        return done

@@ -1,0 +1,164 @@
+"""The guard service: probe -> policy -> actions, on its own thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import attrs
+
+from application.actions import ActionExecutor
+from domain.model import Decision, Event, Level, MemorySample, ModelState, Observation
+from domain.policy import Policy
+from domain.recovery import RecoveryTracker
+from ports import Clock, EventSink, GpuProbe, ModelHost
+
+log = logging.getLogger("swictation.guard")
+
+
+class GuardService:
+    """Samples the device, asks the policy, and carries out what it decides.
+
+    `stop()` is safe to call any number of times, from any thread; an exception in one
+    tick is logged and the loop goes on.
+    """
+
+    def __init__(
+        self,
+        probe: GpuProbe,
+        host: ModelHost,
+        policy: Policy,
+        events: EventSink,
+        clock: Clock,
+        recovery: RecoveryTracker | None = None,
+        busy: Callable[[], bool] | None = None,
+        on_shutdown: Callable[[str], None] | None = None,
+        record_samples: bool = True,
+        start_time: float | None = None,
+    ) -> None:
+        self.probe = probe
+        self.host = host
+        self.policy = policy
+        self.events = events
+        self.clock = clock
+        self.recovery = recovery or RecoveryTracker()
+        self._busy = busy or (lambda: False)
+        self._shutdown_reason: str | None = None
+        self._on_shutdown = on_shutdown
+        self._executor = ActionExecutor(host, events, self._shutdown)
+        self._record_samples = record_samples
+        self._t0 = clock.now() if start_time is None else start_time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_decision: Decision | None = None
+        self.last_sample: MemorySample | None = None
+        self.ticks = 0
+        self.errors = 0
+
+    @property
+    def level(self) -> Level:
+        return self.policy.level
+
+    @property
+    def shutdown_reason(self) -> str | None:
+        return self._shutdown_reason
+
+    def elapsed(self, t: float) -> float:
+        return t - self._t0
+
+    def _models(self, t: float) -> tuple[ModelState, ...]:
+        return tuple(
+            attrs.evolve(m, pinned_cpu=True)
+            if self.recovery.pinned_to_cpu(m.name, t) and not m.pinned_cpu
+            else m
+            for m in self.host.models()
+        )
+
+    def tick(self) -> Decision:
+        reading = self.probe.sample()
+        t = reading.t
+        observation = Observation(reading, self._models(t), self._busy())
+        previous = self.policy.level
+        decision = self.policy.observe(observation)
+        rel = self.elapsed(t)
+        self.ticks += 1
+        if isinstance(reading, MemorySample):
+            self.last_sample = reading
+            if self._record_samples:
+                detail: dict[str, object] = {
+                    "used_mib": round(reading.used_mib, 1),
+                    "total_mib": round(reading.total_mib, 1),
+                }
+                if reading.own_mib is not None:
+                    detail["own_mib"] = round(reading.own_mib, 1)
+                self.events.emit(
+                    Event(rel, "sample", decision.level.name, usage=reading.usage, detail=detail)
+                )
+        elif self._record_samples:
+            self.events.emit(
+                Event(rel, "probe", decision.level.name, detail={"unavailable": reading.reason})
+            )
+        if decision.level is not previous:
+            log.warning(
+                "memory pressure %s -> %s (%s)",
+                previous.name,
+                decision.level.name,
+                "unknown" if decision.usage is None else f"{decision.usage:.1%}",
+            )
+            self.events.emit(
+                Event(
+                    rel,
+                    "level",
+                    decision.level.name,
+                    usage=decision.usage,
+                    detail={"from": previous.name},
+                )
+            )
+        for action in decision.actions:
+            self._executor.perform(action, rel, decision.usage)
+        self.last_decision = decision
+        return decision
+
+    def _shutdown(self, reason: str) -> None:
+        self._shutdown_reason = reason
+        self._stop.set()
+        if self._on_shutdown is not None:
+            self._on_shutdown(reason)
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Run the loop in the calling thread until stopped, SHUTDOWN, or `duration_s`."""
+        end = None if duration_s is None else self.clock.now() + duration_s
+        while not self._stop.is_set():
+            interval = self._default_interval()
+            try:
+                interval = self.tick().next_poll_s
+            except Exception:
+                self.errors += 1
+                log.exception("guard tick failed; carrying on")
+            if self._stop.is_set() or (end is not None and self.clock.now() >= end):
+                break
+            if end is not None:
+                interval = min(interval, max(0.0, end - self.clock.now()))
+            if self.clock.wait(interval, self._stop):
+                break
+
+    def _default_interval(self) -> float:
+        thresholds = getattr(self.policy, "thresholds", None)
+        return float(getattr(thresholds, "interval_s", 2.0))
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self.run, name="swictation-guard", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,194 @@
+"""The simulator behind replay and the policy tests: a recorded (or scripted) device, models
+resident on it, and the real guard polling on its own schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from adapters.events import NullEventSink
+from adapters.memory import FakeClock, InMemoryModelHost
+from application.guard import GuardService
+from domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
+from domain.policy import Policy
+from domain.recovery import RecoveryTracker
+from ports import EventSink, GpuProbe
+
+
+@attrs.frozen
+class ModelSpec:
+    name: str
+    size_mib: float
+    offloadable: bool = True
+
+
+@attrs.frozen
+class SimulationReport:
+    policy: str
+    samples: int
+    duration_s: float
+    levels: dict[str, float]
+    transitions: int
+    offloads: int
+    restores: int
+    shutdown: bool
+    oom_events: int
+    peak_usage: float
+    first_oom_s: float | None = None
+    final_placement: dict[str, str] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "samples": self.samples,
+            "duration_s": round(self.duration_s, 3),
+            "levels": {k: round(v, 3) for k, v in self.levels.items()},
+            "transitions": self.transitions,
+            "offloads": self.offloads,
+            "restores": self.restores,
+            "shutdown": self.shutdown,
+            "oom_events": self.oom_events,
+            "peak_usage": round(self.peak_usage, 4),
+            "first_oom_s": None if self.first_oom_s is None else round(self.first_oom_s, 3),
+            "final_placement": self.final_placement,
+        }
+
+
+class _Feed(GpuProbe):
+    """The trace row the guard sees: the latest at or before the clock, plus our models."""
+
+    def __init__(self, clock: FakeClock, host: InMemoryModelHost) -> None:
+        self._clock = clock
+        self._host = host
+        self.used = 0.0
+        self.total = 1.0
+        self.own: float | None = None
+
+    def sample(self) -> MemorySample | ProbeUnavailable:
+        resident = self._host.gpu_resident_mib()
+        return MemorySample(
+            self._clock.now(), self.used + resident, self.total, (self.own or 0.0) + resident
+        )
+
+    def describe(self) -> str:
+        return "trace replay"
+
+    def close(self) -> None:
+        return None
+
+
+def simulate(
+    times: Sequence[float],
+    used_mib: Sequence[float],
+    total_mib: Sequence[float],
+    policy: Policy,
+    models: Sequence[ModelSpec] = (),
+    tuning: Tuning | None = None,
+    own_mib: Sequence[float | None] | None = None,
+    busy: Callable[[float], bool] | None = None,
+    events: EventSink | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationReport:
+    """Replay device usage (`used_mib` excludes our models) with `models` resident at the
+    start. OOMs and the peak are judged at every row; the guard polls on its own schedule
+    and sees the latest row at or before each poll."""
+    n = len(times)
+    if n == 0:
+        raise ValueError("nothing to simulate: no samples")
+    tuning = tuning or Tuning()
+    clock = FakeClock(times[0])
+    host = InMemoryModelHost(
+        clock, (ModelState(m.name, m.size_mib, offloadable=m.offloadable) for m in models), tuning
+    )
+    feed = _Feed(clock, host)
+    sink = events or NullEventSink()
+    guard = GuardService(
+        feed,
+        host,
+        policy,
+        sink,
+        clock,
+        RecoveryTracker(tuning),
+        busy=None if busy is None else (lambda: busy(clock.now())),
+        record_samples=False,
+        start_time=times[0],
+    )
+    levels = dict.fromkeys((level.name for level in Level), 0.0)
+    level = policy.level
+    transitions = offloads = restores = oom = 0
+    first_oom: float | None = None
+    peak = 0.0
+    resident = host.gpu_resident_mib()
+    change_at = host.next_change()
+    next_poll = times[0]
+    last_t = times[0]
+    shutdown = False
+    for i in range(n):
+        t = times[i]
+        total = total_mib[i]
+        if change_at is not None and t >= change_at:
+            clock.set(t)
+            resident = host.gpu_resident_mib()
+            change_at = host.next_change()
+        usage = (used_mib[i] + resident) / total
+        if usage > peak:
+            peak = usage
+        if usage >= 1.0:
+            oom += 1
+            if first_oom is None:
+                first_oom = t - times[0]
+        if shutdown:
+            continue
+        following = times[i + 1] if i + 1 < n else math.nextafter(t, math.inf)
+        feed.used = used_mib[i]
+        feed.total = total
+        feed.own = None if own_mib is None else own_mib[i]
+        while next_poll < following and not shutdown:
+            poll = max(next_poll, t)
+            clock.set(poll)
+            decision = guard.tick()
+            levels[level.name] += poll - last_t
+            last_t = poll
+            if decision.level is not level:
+                transitions += 1
+                level = decision.level
+            for action in decision.actions:
+                offloads += action.kind.value == "offload"
+                restores += action.kind.value == "restore"
+            if decision.level is Level.SHUTDOWN:
+                shutdown = True
+            if decision.actions:
+                resident = host.gpu_resident_mib()
+                change_at = host.next_change()
+            next_poll = poll + decision.next_poll_s
+        if progress is not None and i % 8192 == 0:
+            progress(i)
+    end = times[-1]
+    levels[level.name] += max(0.0, end - last_t)
+    clock.set(end)
+    return SimulationReport(
+        policy=policy.name,
+        samples=n,
+        duration_s=end - times[0],
+        levels=levels,
+        transitions=transitions,
+        offloads=offloads,
+        restores=restores,
+        shutdown=shutdown,
+        oom_events=oom,
+        peak_usage=peak,
+        first_oom_s=first_oom,
+        final_placement={m.name: m.placement.value for m in host.models()},
+    )
+
+
+def sample_function(
+    fn: Callable[[float], float], duration_s: float, step_s: float = 0.05
+) -> tuple[list[float], list[float]]:
+    """Times and values of `fn` every `step_s` seconds over `duration_s` (for scenarios)."""
+    count = round(duration_s / step_s) + 1
+    times = [i * step_s for i in range(count)]
+    return times, [fn(t) for t in times]

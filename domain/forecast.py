@@ -1,0 +1,41 @@
+"""Growth-rate forecast: a least-squares slope over a short window, and time to exhaustion."""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class GrowthForecast:
+    """Fits memory growth (MiB/s) over the last `window_s` seconds of readings."""
+
+    def __init__(self, window_s: float, min_points: int = 3, min_span_s: float = 1.0) -> None:
+        self._window_s = window_s
+        self._min_points = min_points
+        self._min_span_s = min_span_s
+        self._points: deque[tuple[float, float]] = deque()
+
+    def add(self, t: float, used_mib: float) -> None:
+        points = self._points
+        points.append((t, used_mib))
+        while points and points[0][0] < t - self._window_s:
+            points.popleft()
+
+    def slope_mib_s(self) -> float | None:
+        points = self._points
+        n = len(points)
+        if n < self._min_points or points[-1][0] - points[0][0] < self._min_span_s:
+            return None
+        mean_t = sum(p[0] for p in points) / n
+        mean_u = sum(p[1] for p in points) / n
+        var = sum((p[0] - mean_t) ** 2 for p in points)
+        if var <= 0:
+            return None
+        cov = sum((p[0] - mean_t) * (p[1] - mean_u) for p in points)
+        return cov / var
+
+    def time_to_exhaustion_s(self, free_mib: float) -> float | None:
+        """Seconds until `free_mib` is used up at the fitted rate; None when not growing."""
+        slope = self.slope_mib_s()
+        if slope is None or slope <= 0:
+            return None
+        return max(0.0, free_mib) / slope

@@ -1,0 +1,303 @@
+"""The default guard policy: hysteresis, cadence, adaptive polling, forecast, minimal offload,
+safe restore and an orderly SHUTDOWN."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from domain.forecast import GrowthForecast
+from domain.machine import PressureMachine
+from domain.model import (
+    Action,
+    ActionKind,
+    Decision,
+    Level,
+    MemorySample,
+    ModelState,
+    Observation,
+    Placement,
+    ProbeUnavailable,
+    Thresholds,
+    Tuning,
+)
+
+_GRADED = (Level.WARNING, Level.CRITICAL, Level.EMERGENCY)
+
+
+class Policy(Protocol):
+    """What the guard service and the replay drive: observations in, decisions out."""
+
+    name: str
+
+    @property
+    def level(self) -> Level: ...
+
+    def observe(self, observation: Observation) -> Decision: ...
+
+
+def plan_offload(
+    candidates: Iterable[ModelState], need_mib: float, tuning: Tuning
+) -> tuple[ModelState, ...]:
+    """The fewest bytes that free `need_mib`: best MiB-per-second of transfer first, then
+    anything chosen that turns out unnecessary is dropped again (smallest first)."""
+    if need_mib <= 0:
+        return ()
+    ranked = sorted(candidates, key=lambda m: (-m.size_mib / tuning.transfer_s(m.size_mib), m.name))
+    chosen: list[ModelState] = []
+    freed = 0.0
+    for model in ranked:
+        if freed >= need_mib:
+            break
+        chosen.append(model)
+        freed += model.size_mib
+    for model in sorted(chosen, key=lambda m: m.size_mib):
+        if freed - model.size_mib >= need_mib:
+            chosen.remove(model)
+            freed -= model.size_mib
+    return tuple(chosen)
+
+
+class GuardPolicy:
+    """The guard as it should be: device-wide, hysteretic, persistent and predictive."""
+
+    name = "default"
+
+    def __init__(self, thresholds: Thresholds | None = None, tuning: Tuning | None = None):
+        self.thresholds = thresholds or Thresholds()
+        self.tuning = tuning or Tuning()
+        self._machine = PressureMachine()
+        self._forecast = GrowthForecast(self.tuning.forecast_window_s)
+        self._clear_since: dict[Level, float | None] = dict.fromkeys(_GRADED)
+        self._last_applied: float | None = None
+        self._shutdown_since: float | None = None
+        self._offloaded: set[str] = set()
+        self._restore_ok_since: dict[str, float] = {}
+        self._restored_at: dict[str, float] = {}
+        self._backoff_steps: dict[str, int] = {}
+        self._backoff_until: dict[str, float] = {}
+
+    @property
+    def level(self) -> Level:
+        return self._machine.level
+
+    def observe(self, observation: Observation) -> Decision:
+        sample = observation.sample
+        previous = self._machine.level
+        if isinstance(sample, ProbeUnavailable) or previous is Level.SHUTDOWN:
+            # Unknown is not calm: keep the level and look again soon.
+            return Decision(
+                sample.t, previous, previous, (), next_poll_s=self.thresholds.interval_s
+            )
+        models = observation.models
+        t, used, total = sample.t, sample.used_mib, sample.total_mib
+        resident_mib = sum(m.size_mib for m in models if m.placement.holds_gpu)
+        self._forecast.add(
+            t, used - resident_mib if sample.own_mib is None else used - sample.own_mib
+        )
+        in_flight = [m for m in models if m.placement in (Placement.TO_CPU, Placement.TO_GPU)]
+        leaving_mib = sum(m.size_mib for m in in_flight if m.placement is Placement.TO_CPU)
+        offloadable = self._offload_candidates(models)
+
+        target = self._target_level(sample, previous, offloadable, in_flight)
+        self._machine.move_to(target)
+        level = self._machine.level
+        self._watch_restores(level, models, t)
+        self._track_restore_room(models, used, total, t)
+
+        actions: list[Action] = []
+        tte = self._forecast.time_to_exhaustion_s(total - used)
+        if level is Level.SHUTDOWN:
+            actions.append(
+                Action(
+                    ActionKind.SHUTDOWN,
+                    reason=f"usage {sample.usage:.1%} >= {self.thresholds.shutdown:.0%} "
+                    "with nothing left to offload",
+                )
+            )
+            return Decision(
+                t,
+                level,
+                previous,
+                tuple(actions),
+                self.thresholds.min_interval_s,
+                sample.usage,
+                tte,
+            )
+        actions.extend(self._cleanup(level, previous, t))
+        interval = self._interval(sample, tte, bool(in_flight))
+        actions.extend(
+            self._offloads(level, sample, used - leaving_mib, offloadable, tte, interval)
+        )
+        if level is Level.NORMAL and not observation.busy and not in_flight and tte is None:
+            actions.extend(self._restore(models, t))
+        return Decision(t, level, previous, tuple(actions), interval, sample.usage, tte)
+
+    # -- levels -------------------------------------------------------------------------
+
+    def _target_level(
+        self,
+        sample: MemorySample,
+        previous: Level,
+        offloadable: Sequence[ModelState],
+        in_flight: Sequence[ModelState],
+    ) -> Level:
+        th = self.thresholds
+        t, used, total = sample.t, sample.used_mib, sample.total_mib
+        for graded in _GRADED:
+            if th.is_clear_of(graded, used, total):
+                if self._clear_since[graded] is None:
+                    self._clear_since[graded] = t
+            else:
+                self._clear_since[graded] = None
+        raw = th.level_of(used, total)
+        target = max(raw, previous)
+        if raw < previous:
+            # Step down only through levels whose exit point has held for the dwell.
+            level = previous
+            while level > Level.NORMAL:
+                since = self._clear_since[level]
+                if since is None or t - since < th.dwell_s:
+                    break
+                level = Level(level - 1)
+            target = level
+        if sample.usage >= th.shutdown and not offloadable and not in_flight:
+            if self._shutdown_since is None:
+                self._shutdown_since = t
+            if t - self._shutdown_since >= self.tuning.shutdown_grace_s:
+                target = Level.SHUTDOWN
+        else:
+            self._shutdown_since = None
+        return target
+
+    def _interval(self, sample: MemorySample, tte: float | None, moving: bool) -> float:
+        """Poll faster as headroom shrinks: geometric from `interval_s` at WARNING's exit
+        point down to `min_interval_s` at EMERGENCY."""
+        th = self.thresholds
+        start = th.warning - th.margin
+        pressure = (sample.usage - start) / (th.emergency - start)
+        if th.warning_free_mib > th.emergency_free_mib:
+            floor_start = th.warning_free_mib + th.margin * sample.total_mib
+            by_floor = (floor_start - sample.free_mib) / (floor_start - th.emergency_free_mib)
+            pressure = max(pressure, by_floor)
+        pressure = min(1.0, max(0.0, pressure))
+        interval: float = th.interval_s * (th.min_interval_s / th.interval_s) ** pressure
+        if tte is not None:
+            interval = min(interval, max(th.min_interval_s, tte / 4))
+        if moving:
+            interval = min(interval, max(th.min_interval_s, 0.25))
+        return interval
+
+    # -- actions ------------------------------------------------------------------------
+
+    def _cleanup(self, level: Level, previous: Level, t: float) -> list[Action]:
+        if level is Level.NORMAL:
+            self._last_applied = None
+            return []
+        due = level > previous or self._last_applied is None
+        if not due and self._last_applied is not None:
+            due = t - self._last_applied >= self.tuning.reapply_s
+        if not due:
+            return []
+        self._last_applied = t
+        kind = (
+            ActionKind.COLLECT_GARBAGE if level is Level.WARNING else ActionKind.AGGRESSIVE_CLEANUP
+        )
+        why = "entered" if level > previous else "still"
+        return [Action(kind, reason=f"{why} {level.name}")]
+
+    def _offload_candidates(self, models: Sequence[ModelState]) -> list[ModelState]:
+        return [
+            m
+            for m in models
+            if m.placement is Placement.GPU
+            and m.offloadable
+            and not m.pinned_cpu
+            and m.size_mib >= self.tuning.min_offload_mib
+        ]
+
+    def _offloads(
+        self,
+        level: Level,
+        sample: MemorySample,
+        projected_mib: float,
+        candidates: Sequence[ModelState],
+        tte: float | None,
+        interval: float,
+    ) -> list[Action]:
+        if not candidates:
+            return []
+        th = self.thresholds
+        total = sample.total_mib
+        target_mib = min(th.critical * total, total - th.critical_free_mib)
+        plan: tuple[ModelState, ...] = ()
+        reason = ""
+        if level is Level.EMERGENCY and projected_mib > target_mib:
+            plan = plan_offload(candidates, projected_mib - target_mib, self.tuning)
+            reason = f"EMERGENCY at {sample.usage:.1%}"
+        elif tte is not None:
+            all_out = self.tuning.transfer_s(sum(m.size_mib for m in candidates))
+            lead = self.tuning.forecast_safety * (interval + all_out)
+            if tte <= lead:
+                slope = (total - sample.used_mib) / tte if tte > 0 else math.inf
+                need = projected_mib + min(slope * lead, total) - target_mib
+                plan = plan_offload(candidates, need, self.tuning)
+                reason = f"forecast: card full in {tte:.1f}s, offload takes {all_out:.1f}s"
+        for model in plan:
+            self._offloaded.add(model.name)
+            self._restore_ok_since.pop(model.name, None)
+        return [Action(ActionKind.OFFLOAD, m.name, reason) for m in plan]
+
+    def _track_restore_room(
+        self, models: Sequence[ModelState], used: float, total: float, t: float
+    ) -> None:
+        for model in models:
+            if model.name not in self._offloaded or model.placement is not Placement.CPU:
+                continue
+            if self.thresholds.restore_room(used + model.size_mib, total):
+                self._restore_ok_since.setdefault(model.name, t)
+            else:
+                self._restore_ok_since.pop(model.name, None)
+
+    def _restore(self, models: Sequence[ModelState], t: float) -> list[Action]:
+        waiting = [
+            m
+            for m in models
+            if m.name in self._offloaded and m.placement is Placement.CPU and not m.pinned_cpu
+        ]
+        for model in sorted(waiting, key=lambda m: (-m.size_mib, m.name)):
+            since = self._restore_ok_since.get(model.name)
+            if since is None or t - since < self.thresholds.dwell_s:
+                continue
+            if t < self._backoff_until.get(model.name, -math.inf):
+                continue
+            self._offloaded.discard(model.name)
+            self._restore_ok_since.pop(model.name, None)
+            self._restored_at[model.name] = t
+            return [Action(ActionKind.RESTORE, model.name, "room held for the dwell")]
+        return []
+
+    def _watch_restores(self, level: Level, models: Sequence[ModelState], t: float) -> None:
+        """A restore that leads back to pressure within `settle_s` doubles the next wait."""
+        for name, restored in list(self._restored_at.items()):
+            if level >= Level.WARNING:
+                steps = self._backoff_steps.get(name, 0) + 1
+                self._backoff_steps[name] = steps
+                wait = min(
+                    self.tuning.restore_backoff_max_s,
+                    self.tuning.restore_backoff_s * 2 ** (steps - 1),
+                )
+                self._backoff_until[name] = t + wait
+                del self._restored_at[name]
+            elif t - restored >= self.tuning.settle_s:
+                self._backoff_steps.pop(name, None)
+                del self._restored_at[name]
+        for model in models:
+            # A model on the GPU by other means is no longer ours to restore.
+            if model.placement is Placement.GPU:
+                self._offloaded.discard(model.name)
+
+    def restore_backoff_s(self, model: str, t: float) -> float:
+        """Seconds until `model` may be restored again (0 when no back-off is running)."""
+        return max(0.0, self._backoff_until.get(model, -math.inf) - t)

@@ -1,0 +1,112 @@
+"""The ports: what the core needs from the world, as typing.Protocol interfaces."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from domain.model import Event, MemorySample, ModelState, ProbeUnavailable
+from domain.recovery import ErrorKind
+
+
+@attrs.frozen
+class MoveResult:
+    """What a move did; `done` False means the decision was not carried out, and why."""
+
+    model: str
+    device: str
+    done: bool
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@attrs.frozen
+class CleanupResult:
+    freed_mib: float = 0.0
+    detail: str = ""
+
+
+@attrs.frozen
+class AudioBlock:
+    """Mono float32 samples at `rate` Hz starting `t` seconds into the stream."""
+
+    t: float
+    samples: Any
+    rate: int = 16000
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate
+
+
+@runtime_checkable
+class GpuProbe(Protocol):
+    def sample(self) -> MemorySample | ProbeUnavailable: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ModelHost(Protocol):
+    def models(self) -> tuple[ModelState, ...]: ...
+
+    def move(self, name: str, device: str) -> MoveResult: ...
+
+    def cleanup(self, aggressive: bool = False) -> CleanupResult: ...
+
+    def use(self, name: str) -> AbstractContextManager[str]:
+        """Hold `name` in place for one inference; yields the device it is on."""
+        ...
+
+    def classify_error(self, error: BaseException) -> ErrorKind: ...
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    def blocks(self) -> Iterator[AudioBlock]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class VoiceDetector(Protocol):
+    def speech_probability(self, block: AudioBlock) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@runtime_checkable
+class SpeechRecognizer(Protocol):
+    name: str
+
+    def transcribe(self, block: AudioBlock) -> str: ...
+
+
+@runtime_checkable
+class TextOutput(Protocol):
+    def emit(self, text: str) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        """Sleep up to `seconds`, waking early when `stop` is set; returns whether it is."""
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ShutdownHandler = Callable[[str], None]
