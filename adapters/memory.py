@@ -286,3 +286,20 @@ class ScriptedRecognizer(SpeechRecognizer):
     def transcribe(self, block: AudioBlock) -> str:
         self.heard.append(block)
         return self._texts.pop(0) if self._texts else ""
+
+
+class NoProbe(GpuProbe):
+    """`--probe none`: the guard runs, knows it cannot see the device, and says so."""
+
+    def __init__(self, clock: Clock, reason: str = "no GPU probe configured (--probe none)"):
+        self._clock = clock
+        self._reason = reason
+
+    def sample(self) -> MemorySample | ProbeUnavailable:
+        return ProbeUnavailable(self._clock.now(), self._reason)
+
+    def describe(self) -> str:
+        return "none"
+
+    def close(self) -> None:
+        return None

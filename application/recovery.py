@@ -35,7 +35,7 @@ class RecoveringRunner:
     def run(self, model: str, operation: Callable[[str], T]) -> T:
         """Call `operation(device)` with `model` held in place; retry on CUDA errors."""
         while True:
-            device = "cpu"
+            device: str | None = None  # stays None when the host fails before handing over
             try:
                 with self._host.use(model) as device:
                     result = operation(device)

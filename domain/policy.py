@@ -3,6 +3,7 @@ safe restore and an orderly SHUTDOWN."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -24,6 +25,7 @@ from domain.model import (
 )
 
 _GRADED = (Level.WARNING, Level.CRITICAL, Level.EMERGENCY)
+_EXHAUSTIVE_UP_TO = 10
 
 
 class Policy(Protocol):
@@ -40,23 +42,30 @@ class Policy(Protocol):
 def plan_offload(
     candidates: Iterable[ModelState], need_mib: float, tuning: Tuning
 ) -> tuple[ModelState, ...]:
-    """The fewest bytes that free `need_mib`: best MiB-per-second of transfer first, then
-    anything chosen that turns out unnecessary is dropped again (smallest first)."""
+    """The set of models that frees `need_mib` in the least transfer time (all of them when
+    none suffices), ordered best MiB-per-second of transfer first."""
     if need_mib <= 0:
         return ()
-    ranked = sorted(candidates, key=lambda m: (-m.size_mib / tuning.transfer_s(m.size_mib), m.name))
-    chosen: list[ModelState] = []
-    freed = 0.0
-    for model in ranked:
-        if freed >= need_mib:
-            break
-        chosen.append(model)
-        freed += model.size_mib
-    for model in sorted(chosen, key=lambda m: m.size_mib):
-        if freed - model.size_mib >= need_mib:
-            chosen.remove(model)
-            freed -= model.size_mib
-    return tuple(chosen)
+    pool = sorted(candidates, key=lambda m: (-m.size_mib / tuning.transfer_s(m.size_mib), m.name))
+    if sum(m.size_mib for m in pool) <= need_mib:
+        return tuple(pool)
+    if len(pool) > _EXHAUSTIVE_UP_TO:
+        chosen: list[ModelState] = []
+        for model in pool:
+            if sum(m.size_mib for m in chosen) >= need_mib:
+                break
+            chosen.append(model)
+        return tuple(chosen)
+    best: tuple[ModelState, ...] = tuple(pool)
+    best_cost = (math.inf, len(pool))
+    for size in range(1, len(pool) + 1):
+        for subset in itertools.combinations(pool, size):
+            if sum(m.size_mib for m in subset) < need_mib:
+                continue
+            cost = (sum(tuning.transfer_s(m.size_mib) for m in subset), size)
+            if cost < best_cost:
+                best, best_cost = subset, cost
+    return best
 
 
 class GuardPolicy:

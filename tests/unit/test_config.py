@@ -1,0 +1,62 @@
+"""Configuration files: presets, overrides, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from application.config import ConfigError, load_guard_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_preset_with_an_override(tmp_path):
+    cfg = load_guard_config(
+        write(
+            tmp_path,
+            '[thresholds]\npreset = "conservative"\ndwell_s = 4\n[guard]\n'
+            'max_failures = 5\npolicy = "legacy"\n',
+        )
+    )
+    assert cfg.thresholds.warning == 0.70
+    assert cfg.thresholds.dwell_s == 4.0
+    assert cfg.tuning.max_failures == 5
+    assert cfg.policy == "legacy"
+
+
+def test_no_file_means_defaults():
+    assert load_guard_config(None).thresholds.warning == 0.80
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[thresholds]\nwarnng = 0.7\n", "unknown key thresholds.warnng (did you mean 'warning'?)"),
+        (
+            "[thresholds]\nwarning = 1.5\n",
+            "thresholds.warning = 1.5 is not allowed: expected a number in [0, 1]",
+        ),
+        ('[thresholds]\nwarning = "high"\n', "thresholds.warning = 'high'"),
+        ('[thresholds]\npreset = "wild"\n', "expected one of default, conservative, aggressive"),
+        ("[thresholds]\nwarning = 0.95\n", "thresholds must rise"),
+        ("[guard]\nmax_failures = 2.5\n", "guard.max_failures = 2.5"),
+        ("[gaurd]\n", "unknown section [gaurd] (did you mean 'guard'?)"),
+        ("[thresholds\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_get_one_line_naming_the_problem(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_guard_config(path)
+    text_of_error = str(caught.value)
+    assert message in text_of_error
+    assert str(path) in text_of_error
+    assert "\n" not in text_of_error
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_guard_config(tmp_path / "nope.toml")
