@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/swictation replay examples/traces/evening-llm.csv \
-		--model stt=3600MiB --model vad=2MiB
+		--model stt=3600MiB --model vad=2MiB --policy both
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

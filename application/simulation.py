@@ -39,6 +39,10 @@ class SimulationReport:
     peak_usage: float
     first_oom_s: float | None = None
     final_placement: dict[str, str] = attrs.field(factory=dict)
+    # (t, simulated usage, level) at most `series_points` times, for plots.
+    series: tuple[tuple[float, float, int], ...] = ()
+    # (t, kind, model) for every offload/restore, and t of every would-be OOM (capped).
+    marks: tuple[tuple[float, str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +95,7 @@ def simulate(
     busy: Callable[[float], bool] | None = None,
     events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
+    series_points: int = 0,
 ) -> SimulationReport:
     """Replay device usage (`used_mib` excludes our models) with `models` resident at the
     start. OOMs and the peak are judged at every row; the guard polls on its own schedule
@@ -126,6 +131,9 @@ def simulate(
     next_poll = times[0]
     last_t = times[0]
     shutdown = False
+    stride = max(1, n // series_points) if series_points else 0
+    series: list[tuple[float, float, int]] = []
+    marks: list[tuple[float, str, str]] = []
     for i in range(n):
         t = times[i]
         total = total_mib[i]
@@ -140,6 +148,10 @@ def simulate(
             oom += 1
             if first_oom is None:
                 first_oom = t - times[0]
+            if stride and len(marks) < 10_000:
+                marks.append((t - times[0], "oom", ""))
+        if stride and i % stride == 0:
+            series.append((t - times[0], usage, int(level)))
         if shutdown:
             continue
         following = times[i + 1] if i + 1 < n else math.nextafter(t, math.inf)
@@ -156,8 +168,11 @@ def simulate(
                 transitions += 1
                 level = decision.level
             for action in decision.actions:
-                offloads += action.kind.value == "offload"
-                restores += action.kind.value == "restore"
+                kind = action.kind.value
+                offloads += kind == "offload"
+                restores += kind == "restore"
+                if stride and kind in ("offload", "restore"):
+                    marks.append((poll - times[0], kind, action.model or ""))
             if decision.level is Level.SHUTDOWN:
                 shutdown = True
             if decision.actions:
@@ -182,6 +197,8 @@ def simulate(
         peak_usage=peak,
         first_oom_s=first_oom,
         final_placement={m.name: m.placement.value for m in host.models()},
+        series=tuple(series),
+        marks=tuple(marks),
     )
 
 

@@ -163,7 +163,7 @@ PRESETS: Mapping[str, Thresholds] = {
 class Tuning:
     """How the default policy paces itself; every duration is in seconds."""
 
-    reapply_s: float = field(default=5.0, validator=_positive)
+    reapply_s: float = field(default=10.0, validator=_positive)
     shutdown_grace_s: float = field(default=5.0, validator=_non_negative)
     restore_backoff_s: float = field(default=10.0, validator=_positive)
     restore_backoff_max_s: float = field(default=600.0, validator=_positive)

@@ -1,0 +1,422 @@
+"""Reading recorded VRAM traces: nvidia-smi CSV in its many shapes, and the project's JSONL."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+KNOWN_FIELDS = (
+    "timestamp",
+    "index",
+    "uuid",
+    "pci.bus_id",
+    "memory.used",
+    "memory.total",
+    "memory.free",
+)
+_UNITS = {
+    "b": 1 / 2**20,
+    "kib": 1 / 1024,
+    "mib": 1.0,
+    "gib": 1024.0,
+    "tib": 1024.0**2,
+    "kb": 1e3 / 2**20,
+    "mb": 1e6 / 2**20,
+    "gb": 1e9 / 2**20,
+    "tb": 1e12 / 2**20,
+}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_NOT_AVAILABLE = ("[n/a]", "n/a", "[not supported]", "not supported")
+
+
+class TraceError(Exception):
+    """A trace that cannot be read, said in one line: file, line and what was expected."""
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+@attrs.frozen
+class Trace:
+    path: str
+    format: str
+    times: list[float]
+    used_mib: list[float]
+    total_mib: list[float]
+    own_mib: list[float] | None = None
+    gpu: str = "0"
+    gpus: tuple[str, ...] = ("0",)
+    models: tuple[tuple[str, float], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def duration_s(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0
+
+
+def parse_size_mib(text: str) -> float:
+    """'3600MiB', '1.5GiB', '2GB', '512' (MiB) -> MiB; ValueError on anything else."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 3600MiB or 1.5GiB")
+    number, unit = float(match.group(1)), match.group(2).lower() or "mib"
+    if unit not in _UNITS:
+        raise ValueError(f"{text!r}: unknown unit {match.group(2)!r} (use MiB, GiB, MB or GB)")
+    return number * _UNITS[unit]
+
+
+def normalise(name: str) -> str:
+    """'memory.used [MiB]' -> 'memory.used'."""
+    return name.split("[", 1)[0].strip().lower()
+
+
+def _memory(text: str) -> float:
+    if text.endswith(" MiB"):
+        return float(text[:-4])
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.strip().lower() in _NOT_AVAILABLE:
+        raise ValueError(
+            f"memory reads {text.strip()!r}: this GPU reports no dedicated memory "
+            "(unified-memory systems such as Jetson or Grace), so it cannot be replayed"
+        )
+    try:
+        return parse_size_mib(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a memory figure like '845 MiB' or '845'") from None
+
+
+class _Stamps:
+    """nvidia-smi's 'YYYY/MM/DD HH:MM:SS.mmm' (or ISO, or plain seconds) -> seconds."""
+
+    def __init__(self) -> None:
+        self._days: dict[str, float] = {}
+
+    def __call__(self, text: str) -> float:
+        if len(text) >= 19 and text[10] == " " and text[13] == ":" and text[16] == ":":
+            day = self._days.get(text[:10])
+            if day is None:
+                day = self._day(text[:10])
+            return day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + float(text[17:])
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            stamp = dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(
+                f"timestamp {text!r} is neither nvidia-smi's 'YYYY/MM/DD HH:MM:SS.mmm' nor seconds"
+            ) from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        return stamp.timestamp()
+
+    def _day(self, text: str) -> float:
+        try:
+            day = dt.datetime.strptime(text.replace("-", "/"), "%Y/%m/%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise ValueError(f"timestamp date {text!r} is not YYYY/MM/DD") from None
+        self._days[text] = day.timestamp()
+        return self._days[text]
+
+
+def sniff(path: Path) -> str:
+    """'jsonl' or 'csv', from the first bytes; TraceError for empty or binary files."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except FileNotFoundError:
+        raise TraceError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise TraceError(path, None, "is a directory, expected a trace file") from None
+    except PermissionError:
+        raise TraceError(path, None, "permission denied") from None
+    if not head.strip():
+        raise TraceError(path, None, "the file is empty; expected nvidia-smi CSV or JSONL")
+    if b"\x00" in head:
+        raise TraceError(
+            path, None, "binary data, not a trace; expected nvidia-smi CSV or JSONL text"
+        )
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:
+            raise TraceError(
+                path,
+                head[: error.start].count(b"\n") + 1,
+                "not UTF-8 text; expected nvidia-smi CSV or JSONL",
+            ) from None
+    return "jsonl" if head.lstrip().startswith(b"{") else "csv"
+
+
+def read_trace(
+    path: str | Path,
+    fmt: str = "auto",
+    gpu: str | None = None,
+    total_mib: float | None = None,
+    columns: Sequence[str] | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> Trace:
+    path = Path(path)
+    detected = sniff(path)
+    kind = detected if fmt == "auto" else fmt
+    if kind == "nvidia-smi":
+        kind = "csv"
+    if total_mib is not None and not total_mib > 0:
+        raise TraceError(path, None, f"--total-mib must be > 0, got {total_mib:g}")
+    try:
+        if kind == "jsonl":
+            trace = _read_jsonl(path, gpu, total_mib)
+        else:
+            trace = _read_csv(path, gpu, total_mib, columns)
+    except UnicodeDecodeError:
+        raise TraceError(path, None, "not UTF-8 text; expected nvidia-smi CSV or JSONL") from None
+    if not trace.times:
+        raise TraceError(path, None, f"no samples for GPU {trace.gpu} in this file")
+    if notice is not None and len(trace.gpus) > 1 and gpu is None:
+        notice(
+            f"{path} holds GPUs {', '.join(trace.gpus)}; replaying GPU {trace.gpu} "
+            "(choose with --gpu N)"
+        )
+    return trace
+
+
+def _gpu_key_index(names: list[str]) -> int | None:
+    for key in ("index", "uuid", "pci.bus_id"):
+        if key in names:
+            return names.index(key)
+    return None
+
+
+def _read_csv(
+    path: Path, gpu: str | None, total_override: float | None, columns: Sequence[str] | None
+) -> Trace:
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        rows: Iterator[list[str]] = reader
+        header: list[str] | None = None
+        if columns:
+            names = [normalise(c) for c in columns]
+        else:
+            first = next((r for r in rows if r and any(f.strip() for f in r)), None)
+            if first is None:
+                raise TraceError(path, None, "the file is empty; expected nvidia-smi CSV")
+            names = [normalise(f) for f in first]
+            if not {"memory.used", "memory.total", "memory.free", "timestamp"} & set(names):
+                raise TraceError(
+                    path,
+                    reader.line_num,
+                    "no header naming the columns (expected nvidia-smi fields such as "
+                    "timestamp, memory.used, memory.total); for a headerless file give "
+                    "--columns, e.g. --columns timestamp,memory.used,memory.total",
+                )
+            header = first
+        return _csv_rows(path, reader, names, header, gpu, total_override)
+
+
+def _csv_rows(
+    path: Path,
+    reader: Any,
+    names: list[str],
+    header: list[str] | None,
+    gpu: str | None,
+    total_override: float | None,
+) -> Trace:
+    def col(name: str) -> int | None:
+        return names.index(name) if name in names else None
+
+    i_time, i_used, i_total, i_free = (
+        col("timestamp"),
+        col("memory.used"),
+        col("memory.total"),
+        col("memory.free"),
+    )
+    i_gpu = _gpu_key_index(names)
+    where = f"columns {', '.join(names)}"
+    if i_time is None:
+        raise TraceError(
+            path,
+            reader.line_num or None,
+            f"no timestamp column ({where}); add timestamp to --query-gpu",
+        )
+    if i_used is None and (i_free is None or (i_total is None and total_override is None)):
+        raise TraceError(
+            path,
+            reader.line_num or None,
+            f"no memory columns ({where}); expected memory.used (or memory.free with memory.total)",
+        )
+    if i_total is None and total_override is None:
+        raise TraceError(
+            path,
+            reader.line_num or None,
+            f"no memory.total column ({where}); give the card's size with --total-mib N",
+        )
+    width = len(names)
+    stamps = _Stamps()
+    times: list[float] = []
+    used: list[float] = []
+    total: list[float] = []
+    gpus: list[str] = []
+    seen: set[str] = set()
+    chosen = gpu
+    last_t = -math.inf
+    header_key = [f.strip() for f in header] if header else None
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != width:
+            if header_key is not None and [f.strip() for f in row] == header_key:
+                continue
+            raise TraceError(
+                path,
+                reader.line_num,
+                f"expected {width} fields ({', '.join(names)}), found {len(row)}",
+            )
+        if i_gpu is not None:
+            key = row[i_gpu].strip()
+            if key not in seen:
+                if header_key is not None and [f.strip() for f in row] == header_key:
+                    continue
+                seen.add(key)
+                gpus.append(key)
+            if chosen is None:
+                chosen = key
+            if key != chosen:
+                continue
+        try:
+            t = stamps(row[i_time])
+            if total_override is not None:
+                size = total_override
+            else:
+                assert i_total is not None
+                size = _memory(row[i_total])
+            value = _memory(row[i_used]) if i_used is not None else size - _memory(row[i_free])
+        except ValueError as error:
+            if header_key is not None and [f.strip() for f in row] == header_key:
+                continue
+            raise TraceError(path, reader.line_num, str(error)) from None
+        if not size > 0:
+            raise TraceError(path, reader.line_num, f"memory.total must be > 0, got {size:g}")
+        if value < 0:
+            raise TraceError(path, reader.line_num, f"memory.used must be >= 0, got {value:g}")
+        if t < last_t:
+            raise TraceError(path, reader.line_num, "timestamps go backwards")
+        last_t = t
+        times.append(t)
+        used.append(value)
+        total.append(size)
+    if gpu is not None and gpus and gpu not in seen:
+        raise TraceError(
+            path, None, f"no GPU {gpu} in this trace (it holds GPUs {', '.join(gpus)})"
+        )
+    start = times[0] if times else 0.0
+    return Trace(
+        str(path),
+        "nvidia-smi",
+        [t - start for t in times],
+        used,
+        total,
+        None,
+        chosen if chosen is not None else "0",
+        tuple(gpus) or ("0",),
+    )
+
+
+def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Trace:
+    times: list[float] = []
+    used: list[float] = []
+    total: list[float] = []
+    own: list[float] = []
+    models: dict[str, float] = {}
+    gpus: list[str] = []
+    chosen = gpu
+    has_own = False
+    with path.open("r", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise TraceError(path, number, f"not a JSON object: {error.msg}") from None
+            if not isinstance(record, dict):
+                raise TraceError(path, number, "expected a JSON object per line")
+            kind = record.get("type", "sample")
+            if kind == "model":
+                models[str(record.get("model"))] = _number(path, number, record, "size_mib")
+                continue
+            if kind != "sample":
+                continue
+            key = str(record.get("gpu", "0"))
+            if key not in gpus:
+                gpus.append(key)
+            if chosen is None:
+                chosen = key
+            if key != chosen:
+                continue
+            if "used_mib" not in record or ("total_mib" not in record and total_override is None):
+                raise TraceError(path, number, "a sample needs t, used_mib and total_mib (MiB)")
+            t = _number(path, number, record, "t")
+            size = (
+                total_override
+                if total_override is not None
+                else _number(path, number, record, "total_mib")
+            )
+            value = _number(path, number, record, "used_mib")
+            if not size > 0:
+                raise TraceError(path, number, f"total_mib must be > 0, got {size:g}")
+            if value < 0:
+                raise TraceError(path, number, f"used_mib must be >= 0, got {value:g}")
+            if times and t < times[-1]:
+                raise TraceError(path, number, "timestamps go backwards")
+            share = record.get("own_mib")
+            if share is not None:
+                has_own = True
+            times.append(t)
+            used.append(value)
+            total.append(size)
+            own.append(_number(path, number, record, "own_mib") if share is not None else 0.0)
+    if gpu is not None and gpus and gpu not in gpus:
+        raise TraceError(
+            path, None, f"no GPU {gpu} in this trace (it holds GPUs {', '.join(gpus)})"
+        )
+    if not times and not gpus:
+        raise TraceError(
+            path,
+            None,
+            "no samples: expected lines like "
+            '{"type": "sample", "t": 0.0, "used_mib": 845, "total_mib": 8192}',
+        )
+    start = times[0] if times else 0.0
+    return Trace(
+        str(path),
+        "jsonl",
+        [t - start for t in times],
+        used,
+        total,
+        own if has_own else None,
+        chosen or "0",
+        tuple(gpus) or ("0",),
+        tuple(models.items()),
+    )
+
+
+def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TraceError(path, line, f"{key} must be a number, got {value!r}")
+    return float(value)
