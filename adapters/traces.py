@@ -82,10 +82,8 @@ def normalise(name: str) -> str:
 
 
 def _memory(text: str) -> float:
-    if text.endswith(" MiB"):
-        return float(text[:-4])
     try:
-        return float(text)
+        return float(text[:-4]) if text.endswith(" MiB") else float(text)
     except ValueError:
         pass
     if text.strip().lower() in _NOT_AVAILABLE:
@@ -273,6 +271,8 @@ def _csv_rows(
     gpus: list[str] = []
     seen: set[str] = set()
     chosen = gpu
+    aliases: dict[str, str] = {}
+    by_index = i_gpu is not None and names[i_gpu] == "index"
     last_t = -math.inf
     header_key = [f.strip() for f in header] if header else None
     for row in reader:
@@ -292,7 +292,10 @@ def _csv_rows(
                 if header_key is not None and [f.strip() for f in row] == header_key:
                     continue
                 seen.add(key)
-                gpus.append(key)
+                # A UUID or bus id is named by its order of appearance, as nvidia-smi counts.
+                gpus.append(key if by_index else str(len(gpus)))
+                aliases[key] = gpus[-1]
+            key = aliases[key]
             if chosen is None:
                 chosen = key
             if key != chosen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,18 +69,30 @@ def make_policy(name: str, config: GuardConfig) -> Policy:
 def _progress(
     rows: int, label: str, err: TextIO
 ) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """A one-line progress bar on a terminal (never when stderr is piped)."""
     if rows < PROGRESS_FROM_ROWS or not err.isatty():
         return None, lambda: None
-    from tqdm import tqdm  # only on a terminal
-
-    bar = tqdm(total=rows, desc=label, unit="row", unit_scale=True, file=err, leave=False)
-    done = [0]
+    shown = [-1.0]
 
     def advance(i: int) -> None:
-        bar.update(i - done[0])
-        done[0] = i
+        now = time.monotonic()
+        if now - shown[0] < 0.2:
+            return
+        shown[0] = now
+        filled = int(30 * i / rows)
+        err.write(
+            f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {i / rows:4.0%} "
+            f"({i:,} of {rows:,} rows)"
+        )
+        err.flush()
 
-    return advance, bar.close
+    def close() -> None:
+        if shown[0] >= 0:
+            err.write("\r\x1b[2K")
+            err.flush()
+
+    advance(0)
+    return advance, close
 
 
 def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
