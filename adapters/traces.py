@@ -102,13 +102,22 @@ class _Stamps:
 
     def __init__(self) -> None:
         self._days: dict[str, float] = {}
+        # 'YYYY/MM/DD HH:MM' -> seconds, for the reader's fast path.
+        self.minutes: dict[str, float] = {}
 
     def __call__(self, text: str) -> float:
         if len(text) >= 19 and text[10] == " " and text[13] == ":" and text[16] == ":":
             day = self._days.get(text[:10])
             if day is None:
                 day = self._day(text[:10])
-            return day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + float(text[17:])
+            hour, minute = int(text[11:13]), int(text[14:16])
+            seconds = float(text[17:])
+            if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= seconds < 61):
+                raise ValueError(f"timestamp {text!r} has no such time of day")
+            base = day + hour * 3600 + minute * 60
+            if len(self.minutes) < 100_000:
+                self.minutes[text[:16]] = base
+            return base + seconds
         try:
             return float(text)
         except ValueError:
@@ -265,17 +274,43 @@ def _csv_rows(
         )
     width = len(names)
     stamps = _Stamps()
+    minutes = stamps.minutes
     times: list[float] = []
     used: list[float] = []
     total: list[float] = []
     gpus: list[str] = []
     seen: set[str] = set()
     chosen = gpu
+    chosen_raw: str | None = None
     aliases: dict[str, str] = {}
     by_index = i_gpu is not None and names[i_gpu] == "index"
     last_t = -math.inf
+    last_total_text: str | None = None
+    size = 0.0
     header_key = [f.strip() for f in header] if header else None
+    fast = i_used is not None and i_total is not None and total_override is None
+    # The fast path handles the common row (same GPU, same total, a cached minute) inline;
+    # anything else goes through the careful path, which also fills the caches.
     for row in reader:
+        if fast and len(row) == width:
+            try:
+                stamp = row[i_time]
+                if (
+                    stamp[16] == ":"
+                    and row[i_total] == last_total_text
+                    and (i_gpu is None or row[i_gpu] == chosen_raw)
+                ):
+                    t = minutes[stamp[:16]] + float(stamp[17:])
+                    text = row[i_used]
+                    value = float(text[:-4]) if text.endswith(" MiB") else float(text)
+                    if value >= 0 and t >= last_t:
+                        last_t = t
+                        times.append(t)
+                        used.append(value)
+                        total.append(size)
+                        continue
+            except (KeyError, ValueError, IndexError):
+                pass
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != width:
@@ -287,7 +322,8 @@ def _csv_rows(
                 f"expected {width} fields ({', '.join(names)}), found {len(row)}",
             )
         if i_gpu is not None:
-            key = row[i_gpu].strip()
+            raw = row[i_gpu]
+            key = raw.strip()
             if key not in seen:
                 if header_key is not None and [f.strip() for f in row] == header_key:
                     continue
@@ -300,6 +336,7 @@ def _csv_rows(
                 chosen = key
             if key != chosen:
                 continue
+            chosen_raw = raw
         try:
             t = stamps(row[i_time])
             if total_override is not None:
@@ -307,6 +344,7 @@ def _csv_rows(
             else:
                 assert i_total is not None
                 size = _memory(row[i_total])
+                last_total_text = row[i_total]
             value = _memory(row[i_used]) if i_used is not None else size - _memory(row[i_free])
         except ValueError as error:
             if header_key is not None and [f.strip() for f in row] == header_key:
@@ -322,7 +360,7 @@ def _csv_rows(
         times.append(t)
         used.append(value)
         total.append(size)
-    if gpu is not None and gpus and gpu not in seen:
+    if gpu is not None and gpus and gpu not in gpus:
         raise TraceError(
             path, None, f"no GPU {gpu} in this trace (it holds GPUs {', '.join(gpus)})"
         )
