@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import replay_bench  # noqa: E402
+import replay_bench
 
 BENCHES = {"replay": replay_bench.main}
 

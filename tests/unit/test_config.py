@@ -60,3 +60,20 @@ def test_bad_files_get_one_line_naming_the_problem(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_guard_config(tmp_path / "nope.toml")
+
+
+def test_the_example_config_documents_every_key_with_its_default():
+    from pathlib import Path
+
+    from application.config import SCHEMA
+
+    example = Path(__file__).parents[2] / "examples" / "config.toml"
+    text = example.read_text()
+    for section, keys in SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"{key} = " in text, key
+    loaded = load_guard_config(example)
+    defaults = load_guard_config(None)
+    assert loaded.thresholds == defaults.thresholds
+    assert loaded.tuning.max_failures == defaults.tuning.max_failures
