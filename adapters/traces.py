@@ -360,20 +360,36 @@ def _csv_rows(
         times.append(t)
         used.append(value)
         total.append(size)
-    if gpu is not None and gpus and gpu not in gpus:
+    return _finish(path, "nvidia-smi", times, used, total, None, gpu, chosen, gpus, ())
+
+
+def _finish(
+    path: Path,
+    fmt: str,
+    times: list[float],
+    used: list[float],
+    total: list[float],
+    own: list[float] | None,
+    asked: str | None,
+    chosen: str | None,
+    gpus: list[str],
+    models: tuple[tuple[str, float], ...],
+) -> Trace:
+    if asked is not None and gpus and asked not in gpus:
         raise TraceError(
-            path, None, f"no GPU {gpu} in this trace (it holds GPUs {', '.join(gpus)})"
+            path, None, f"no GPU {asked} in this trace (it holds GPUs {', '.join(gpus)})"
         )
     start = times[0] if times else 0.0
     return Trace(
         str(path),
-        "nvidia-smi",
+        fmt,
         [t - start for t in times],
         used,
         total,
-        None,
+        own,
         chosen if chosen is not None else "0",
         tuple(gpus) or ("0",),
+        models,
     )
 
 
@@ -431,10 +447,6 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             used.append(value)
             total.append(size)
             own.append(_number(path, number, record, "own_mib") if share is not None else 0.0)
-    if gpu is not None and gpus and gpu not in gpus:
-        raise TraceError(
-            path, None, f"no GPU {gpu} in this trace (it holds GPUs {', '.join(gpus)})"
-        )
     if not times and not gpus:
         raise TraceError(
             path,
@@ -442,16 +454,16 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             "no samples: expected lines like "
             '{"type": "sample", "t": 0.0, "used_mib": 845, "total_mib": 8192}',
         )
-    start = times[0] if times else 0.0
-    return Trace(
-        str(path),
+    return _finish(
+        path,
         "jsonl",
-        [t - start for t in times],
+        times,
         used,
         total,
         own if has_own else None,
-        chosen or "0",
-        tuple(gpus) or ("0",),
+        gpu,
+        chosen,
+        gpus,
         tuple(models.items()),
     )
 
