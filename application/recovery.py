@@ -41,9 +41,7 @@ class RecoveringRunner:
                     result = operation(device)
             except Exception as error:  # classified below; anything else is re-raised
                 t = self._clock.now()
-                step = self._tracker.failure(
-                    model, self._host.classify_error(error), t, on_cpu=device == "cpu"
-                )
+                step = self._tracker.failure(model, self._host.classify_error(error), t)
                 rel = t - self._t0
                 self._events.emit(
                     Event(

@@ -38,9 +38,9 @@ class RecoveryTracker:
         self._failures: dict[str, int] = {}
         self._fallback_since: dict[str, float] = {}
 
-    def failure(self, model: str, kind: ErrorKind, t: float, on_cpu: bool = False) -> RecoveryStep:
-        if kind is ErrorKind.OTHER or on_cpu:
-            # Not a device problem, or already on the CPU: moving cannot help.
+    def failure(self, model: str, kind: ErrorKind, t: float) -> RecoveryStep:
+        if kind is ErrorKind.OTHER or model in self._fallback_since:
+            # Not a device problem, or already fallen back to the CPU: nothing left to try.
             return RecoveryStep(model, kind, self._failures.get(model, 0), Verdict.GIVE_UP)
         failures = self._failures.get(model, 0) + 1
         self._failures[model] = failures

@@ -28,10 +28,11 @@ def test_three_failures_fall_back_and_a_success_resets_the_count():
     assert not tracker.pinned_to_cpu("vad", 4)
 
 
-def test_non_cuda_errors_and_errors_on_the_cpu_are_not_retried():
-    tracker = RecoveryTracker()
+def test_non_cuda_errors_and_errors_after_fallback_are_not_retried():
+    tracker = RecoveryTracker(Tuning(max_failures=1))
     assert tracker.failure("stt", ErrorKind.OTHER, 0).verdict is Verdict.GIVE_UP
-    assert tracker.failure("stt", ErrorKind.CUDA, 0, on_cpu=True).verdict is Verdict.GIVE_UP
+    assert tracker.failure("stt", ErrorKind.CUDA, 0).verdict is Verdict.FALLBACK
+    assert tracker.failure("stt", ErrorKind.CUDA, 1).verdict is Verdict.GIVE_UP
 
 
 def test_fallback_lasts_until_reset_or_cooldown():

@@ -1,0 +1,36 @@
+"""System RAM as the guarded device (psutil): the same guard protects CPU-only machines."""
+
+from __future__ import annotations
+
+import os
+
+from domain.model import MemorySample, ProbeUnavailable
+from ports import Clock, GpuProbe
+
+MIB = 1024 * 1024
+
+
+class HostMemoryProbe(GpuProbe):
+    """used = total - available (what the kernel could still hand out); own = this
+    process's resident set."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def sample(self) -> MemorySample | ProbeUnavailable:
+        t = self._clock.now()
+        try:
+            import psutil
+        except ImportError:
+            return ProbeUnavailable(t, "psutil is not installed")
+        memory = psutil.virtual_memory()
+        own = psutil.Process(os.getpid()).memory_info().rss
+        return MemorySample(
+            t, (memory.total - memory.available) / MIB, memory.total / MIB, own / MIB
+        )
+
+    def describe(self) -> str:
+        return "host memory (psutil)"
+
+    def close(self) -> None:
+        return None
