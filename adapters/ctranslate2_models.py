@@ -76,6 +76,11 @@ class CTranslate2Residency:
         self._load(device)
         self._active = device
 
+    @property
+    def loaded(self) -> bool:
+        instance = self._instances.get(self._active)
+        return instance is not None and bool(instance.model.model_is_loaded)
+
     def unload(self) -> None:
         """Free the active instance's memory (CPU: `to_cpu=False`, the call that frees)."""
         instance = self._instances.get(self._active)

@@ -109,8 +109,10 @@ class InMemoryModelHost(ModelHost):
         models: Iterable[ModelState] = (),
         tuning: Tuning | None = None,
         cuda_available: bool = True,
+        move_wait_s: float = 5.0,
     ) -> None:
         self._clock = clock
+        self._move_wait_s = move_wait_s
         self._tuning = tuning or Tuning()
         self._cuda = cuda_available
         self._models: dict[str, _Hosted] = {m.name: _Hosted(m) for m in models}
@@ -152,10 +154,14 @@ class InMemoryModelHost(ModelHost):
         if hosted is None:
             return MoveResult(name, device, False, reason=f"no model named {name!r}")
         if device != "cpu" and not self._cuda:
-            return MoveResult(name, device, False, reason="CUDA is not available")
+            return MoveResult(name, device, False, reason="CUDA is not available on this machine")
         if name in self._fail_moves:
             return MoveResult(name, device, False, reason="move failed (injected)")
-        with hosted.lock:
+        if not hosted.lock.acquire(timeout=self._move_wait_s):
+            return MoveResult(
+                name, device, False, reason=f"still in use after {self._move_wait_s:g}s; will retry"
+            )
+        try:
             state = self._settle(hosted)
             to_gpu = device != "cpu"
             if state.placement in (Placement.TO_CPU, Placement.TO_GPU):
@@ -167,6 +173,8 @@ class InMemoryModelHost(ModelHost):
             moving = Placement.TO_GPU if to_gpu else Placement.TO_CPU
             hosted.state = attrs.evolve(state, placement=moving)
             return MoveResult(name, device, True, seconds)
+        finally:
+            hosted.lock.release()
 
     def cleanup(self, aggressive: bool = False) -> CleanupResult:
         self.cleanups.append(aggressive)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
 from application.replay import ReplayOptions, replay_main
@@ -75,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    rec = sub.add_parser(
+        "record",
+        help="record the live GPU's memory into a trace for replay",
+        description="Sample the device until Ctrl-C into the project's JSONL trace format.",
+    )
+    rec.add_argument("--interval", type=_positive, default=0.5, help="seconds between samples")
+    rec.add_argument("--out", default="swictation-trace.jsonl", help="the JSONL trace to write")
+    rec.add_argument("--csv", help="also write nvidia-smi-compatible CSV here")
+    rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
+    rec.add_argument(
+        "--probe",
+        choices=("nvml", "torch", "host"),
+        default="nvml",
+        help="nvml (default), torch, or host to record system RAM instead",
+    )
+    rec.add_argument("--duration", type=_positive, help="stop after this many seconds")
     return parser
 
 
@@ -96,7 +114,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             json=args.json,
         )
         return replay_main(options, sys.stdout, sys.stderr)
+    if args.command == "record":
+        return record_main(args)
     return EXIT_USAGE
+
+
+def record_main(args: argparse.Namespace) -> int:
+    from application.containers import make_container
+    from application.record import RecordError, RecordOptions, record, stop_on_signals
+
+    if args.probe == "torch" and not str(args.gpu).isdigit():
+        print("swictation record: error: --probe torch needs a GPU index", file=sys.stderr)
+        return EXIT_USAGE
+    container = make_container(probe=args.probe, gpu=str(args.gpu))
+    stop = threading.Event()
+    stop_on_signals(stop)
+    options = RecordOptions(args.out, args.interval, args.csv, args.duration, str(args.gpu))
+    try:
+        count = record(container.probe(), container.clock(), options, stop=stop, err=sys.stderr)
+    except RecordError as error:
+        hint = " (try --probe host to record system RAM)" if args.probe != "host" else ""
+        print(f"swictation record: error: {error}{hint}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"swictation record: error: {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"swictation record: {count} samples written to {args.out}", file=sys.stderr)
+    return 0
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:

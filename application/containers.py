@@ -8,7 +8,10 @@ from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock
 from adapters.events import JsonlEventSink, NullEventSink
+from adapters.host_memory import HostMemoryProbe
 from adapters.memory import InMemoryModelHost, NoProbe
+from adapters.nvml import NvmlProbe
+from adapters.torch_cuda import TorchCudaProbe
 from application.guard import GuardService
 from domain.legacy import LegacyPolicy
 from domain.model import Thresholds, Tuning
@@ -32,9 +35,14 @@ class Container(containers.DeclarativeContainer):
         jsonl=providers.Singleton(JsonlEventSink, config.events.path),
     )
 
+    # Singletons, not Resources: nothing starts until the selected branch is first used
+    # (init_resources() would start NVML even behind an unselected branch).
     probe = providers.Selector(
         config.probe.kind.as_(str),
         none=providers.Singleton(NoProbe, clock),
+        nvml=providers.Singleton(NvmlProbe, clock, config.probe.gpu.as_(str)),
+        torch=providers.Singleton(TorchCudaProbe, clock, config.probe.gpu.as_(int)),
+        host=providers.Singleton(HostMemoryProbe, clock),
     )
 
     host = providers.Singleton(InMemoryModelHost, clock, tuning=tuning)
@@ -60,6 +68,7 @@ class Container(containers.DeclarativeContainer):
 
 def make_container(
     probe: str = "none",
+    gpu: str = "0",
     policy: str = "default",
     events_path: str | None = None,
     thresholds: Thresholds | None = None,
@@ -68,7 +77,7 @@ def make_container(
     container = Container()
     container.config.from_dict(
         {
-            "probe": {"kind": probe},
+            "probe": {"kind": probe, "gpu": gpu},
             "policy": policy,
             "events": {"kind": "jsonl" if events_path else "none", "path": events_path},
         }
