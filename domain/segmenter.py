@@ -1,0 +1,108 @@
+"""Cuts a stream of voice probabilities into utterances: hysteresis on the probability, a
+minimum silence to end one, padding around speech, and a maximum length that splits long
+speech so memory stays bounded. Works in sample counts; holds no audio."""
+
+from __future__ import annotations
+
+import attrs
+from attrs import field, validators
+
+
+@attrs.frozen
+class VadSettings:
+    threshold: float = field(default=0.5, validator=[validators.gt(0.0), validators.lt(1.0)])
+    # Speech continues until the probability falls below threshold - hysteresis.
+    hysteresis: float = field(default=0.15, validator=[validators.ge(0.0), validators.lt(1.0)])
+    min_silence_s: float = field(default=0.8, validator=validators.ge(0.0))
+    speech_pad_s: float = field(default=0.2, validator=validators.ge(0.0))
+    min_speech_s: float = field(default=0.25, validator=validators.ge(0.0))
+    max_utterance_s: float = field(default=20.0, validator=validators.gt(1.0))
+
+
+@attrs.frozen
+class Span:
+    """Samples [start, end) of the stream that form one utterance."""
+
+    start: int
+    end: int
+    split: bool = False  # ended by the length limit, not by silence
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+class Segmenter:
+    def __init__(self, settings: VadSettings | None = None, rate: int = 16000) -> None:
+        self.settings = settings or VadSettings()
+        s = self.settings
+        self._rate = rate
+        self._pad = int(s.speech_pad_s * rate)
+        self._min_silence = int(s.min_silence_s * rate)
+        self._min_speech = int(s.min_speech_s * rate)
+        self._max = int(s.max_utterance_s * rate)
+        self._start: int | None = None  # first sample of speech in the open utterance
+        self._last_voice = 0  # end of the last block that was speech
+        self._voiced = 0  # voiced samples in the open utterance
+        self._continued = False  # the open utterance continues one cut by the length limit
+        self._position = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._start is not None
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def open_start(self) -> int | None:
+        """Where the utterance in progress begins (with padding), if one is open."""
+        return None if self._start is None else max(0, self._start - self._pad)
+
+    def push(self, samples: int, probability: float) -> list[Span]:
+        """Feed one block of `samples` with its speech probability; returns finished spans."""
+        s = self.settings
+        begin, end = self._position, self._position + samples
+        self._position = end
+        done: list[Span] = []
+        if self._start is None:
+            if probability >= s.threshold:
+                self._start = begin
+                self._last_voice = end
+                self._voiced = samples
+            return done
+        if probability >= s.threshold - s.hysteresis:
+            self._last_voice = end
+            self._voiced += samples
+        elif end - self._last_voice >= self._min_silence:
+            span = self._close(self._last_voice + self._pad)
+            if span is not None:
+                done.append(span)
+            return done
+        opened = self.open_start()
+        if opened is not None and end - opened >= self._max:
+            # Long speech: cut here and go on with a new utterance at once.
+            done.append(Span(opened, end, split=True))
+            self._start = end + self._pad
+            self._voiced = 0
+            self._continued = True
+        return done
+
+    def flush(self) -> list[Span]:
+        """End of stream: speech not yet ended is an utterance, not discarded."""
+        if self._start is None:
+            return []
+        span = self._close(min(self._position, self._last_voice + self._pad), at_end=True)
+        return [span] if span is not None else []
+
+    def _close(self, end: int, at_end: bool = False) -> Span | None:
+        start = self.open_start()
+        voiced, continued = self._voiced, self._continued
+        self._start = None
+        self._voiced = 0
+        self._continued = False
+        assert start is not None
+        end = min(end, self._position)
+        if voiced == 0 or (voiced < self._min_speech and not (at_end or continued)):
+            return None  # a click or a cough, not speech
+        return Span(start, end)

@@ -1,0 +1,94 @@
+"""The utterance segmenter: silence ends speech, padding, splitting, nothing lost at the end."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.segmenter import Segmenter, Span, VadSettings
+
+RATE = 16000
+BLOCK = 512  # 32 ms
+
+
+def feed(probabilities, vad=None):
+    seg = Segmenter(vad or VadSettings(), RATE)
+    spans = []
+    for p in probabilities:
+        spans += seg.push(BLOCK, p)
+    return spans, seg
+
+
+def blocks(seconds: float) -> int:
+    return round(seconds * RATE / BLOCK)
+
+
+def test_speech_then_silence_is_one_padded_utterance():
+    probs = [0.0] * blocks(1) + [0.9] * blocks(2) + [0.0] * blocks(1.5)
+    spans, seg = feed(probs)
+    (span,) = spans
+    pad = int(0.2 * RATE)
+    assert span.start == blocks(1) * BLOCK - pad
+    assert span.end == (blocks(1) + blocks(2)) * BLOCK + pad
+    assert not seg.in_speech
+
+
+def test_a_short_pause_does_not_end_the_utterance():
+    probs = [0.9] * blocks(1) + [0.0] * blocks(0.5) + [0.9] * blocks(1) + [0.0] * blocks(1)
+    spans, _ = feed(probs)
+    assert len(spans) == 1
+
+
+def test_hysteresis_keeps_a_dip_inside_speech():
+    probs = [0.9] * blocks(1) + [0.4] * blocks(1.0) + [0.9] * blocks(1) + [0.0] * blocks(1)
+    spans, _ = feed(probs)
+    assert len(spans) == 1
+
+
+def test_a_click_is_not_an_utterance():
+    spans, _ = feed([0.0] * 10 + [0.9] * 2 + [0.0] * blocks(1))
+    assert spans == []
+
+
+def test_long_speech_is_split_at_the_limit_without_losing_samples():
+    vad = VadSettings(max_utterance_s=5)
+    spans, seg = feed([0.9] * blocks(12), vad)
+    spans += seg.flush()
+    assert len(spans) == 3
+    assert all(s.length <= 5 * RATE + BLOCK for s in spans)
+    assert spans[0].split and spans[1].split
+    for a, b in itertools.pairwise(spans):
+        assert a.end == b.start  # contiguous: nothing dropped at the cuts
+
+
+def test_speech_not_yet_ended_is_flushed_at_the_end():
+    spans, seg = feed([0.0] * 5 + [0.9] * blocks(1))
+    assert spans == []
+    (span,) = seg.flush()
+    assert span.end == seg.position
+    assert seg.flush() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 80)), min_size=1, max_size=30))
+def test_spans_are_ordered_disjoint_and_cover_every_real_stretch_of_speech(runs):
+    probs = [0.95 if voiced else 0.02 for voiced, n in runs for _ in range(n)]
+    vad = VadSettings(max_utterance_s=3)
+    spans, seg = feed(probs, vad)
+    spans += seg.flush()
+    total = len(probs) * BLOCK
+    for span in spans:
+        assert 0 <= span.start < span.end <= total
+    for a, b in itertools.pairwise(spans):
+        assert a.end <= b.start
+    min_blocks = int(vad.min_speech_s * RATE / BLOCK) + 1
+    i = 0
+    for voiced, n in runs:
+        if voiced and n >= min_blocks:
+            start, end = i * BLOCK, (i + n) * BLOCK
+            covered = sum(max(0, min(end, s.end) - max(start, s.start)) for s in spans)
+            assert covered == end - start, (start, end, spans)
+        i += n
+    assert all(isinstance(s, Span) for s in spans)
