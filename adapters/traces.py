@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import json
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from domain.model import MemorySample, ProbeUnavailable
+from ports import GpuProbe
 
 KNOWN_FIELDS = (
     "timestamp",
@@ -473,3 +477,31 @@ def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise TraceError(path, line, f"{key} must be a number, got {value!r}")
     return float(value)
+
+
+class TraceProbe(GpuProbe):
+    """Replays a trace against a live clock: the reading at `now - start` is the latest row at
+    or before it (the last row holds once the trace ends). A recording's own share is taken
+    out, so the models of this run are added by whoever simulates them."""
+
+    def __init__(self, trace: Trace, clock: Any, start: float | None = None) -> None:
+        self._trace = trace
+        self._clock = clock
+        self._start = clock.now() if start is None else start
+        own = trace.own_mib
+        self._used = (
+            [max(0.0, u - o) for u, o in zip(trace.used_mib, own, strict=True)]
+            if own is not None
+            else trace.used_mib
+        )
+
+    def sample(self) -> MemorySample | ProbeUnavailable:
+        now = self._clock.now()
+        index = max(0, bisect.bisect_right(self._trace.times, now - self._start) - 1)
+        return MemorySample(now, self._used[index], self._trace.total_mib[index])
+
+    def describe(self) -> str:
+        return f"trace {self._trace.path} (GPU {self._trace.gpu})"
+
+    def close(self) -> None:
+        return None

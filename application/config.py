@@ -39,7 +39,43 @@ _FRACTION = _Key(float, 0.0, 1.0)
 _SECONDS = _Key(float, 0.0, 86400.0)
 _MIB = _Key(float, 0.0, 1e7)
 
+_TEXT = _Key(str)
+
 SCHEMA: dict[str, dict[str, _Key]] = {
+    "daemon": {
+        "probe": _Key(str, choices=("nvml", "torch", "trace", "host", "none")),
+        "gpu": _TEXT,
+        "trace": _TEXT,
+        "events": _TEXT,
+        "spool_dir": _TEXT,
+        "report_interval_s": _Key(float, 1.0, 86400.0),
+        "drain_timeout_s": _Key(float, 0.0, 3600.0),
+    },
+    "audio": {
+        "device": _TEXT,
+    },
+    "vad": {
+        "threshold": _Key(float, 0.05, 0.95),
+        "hysteresis": _Key(float, 0.0, 0.5),
+        "min_silence_s": _Key(float, 0.05, 10.0),
+        "speech_pad_s": _Key(float, 0.0, 2.0),
+        "min_speech_s": _Key(float, 0.0, 5.0),
+        "max_utterance_s": _Key(float, 2.0, 120.0),
+    },
+    "stt": {
+        "engine": _Key(str, choices=("whisper", "nemo")),
+        "model": _TEXT,
+        "device": _Key(str, choices=("auto", "cuda", "cpu")),
+        "language": _TEXT,
+        "beam_size": _Key(int, 1, 10),
+    },
+    "output": {
+        "kind": _Key(str, choices=("stdout", "file", "wtype", "xdotool")),
+        "file": _TEXT,
+    },
+    "control": {
+        "socket": _TEXT,
+    },
     "thresholds": {
         "preset": _Key(str, choices=tuple(PRESETS)),
         "warning": _FRACTION,
@@ -87,6 +123,12 @@ def check_value(where: str, key: str, value: Any, spec: _Key) -> Any:
     if spec.kind is bool:
         if not isinstance(value, bool):
             raise bad
+        return value
+    if spec.kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"{where}: {key} = {value!r} is not allowed: expected a non-empty string"
+            )
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad
@@ -155,8 +197,61 @@ def load_guard_config(path: str | Path | None) -> GuardConfig:
     if path is None:
         return GuardConfig()
     data = load_toml(path)
-    known = [*SCHEMA, "daemon", "audio", "vad", "stt", "output", "control"]
-    for section in data:
-        if section not in known:
-            raise ConfigError(f"{path}: unknown section [{section}]{closest(section, known)}")
+    check_sections(data, str(path))
     return build_guard_config(data, str(path))
+
+
+def check_sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Every section and key checked; returns the converted values."""
+    known = list(SCHEMA)
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in known:
+            raise ConfigError(f"{where}: unknown section [{section}]{closest(section, known)}")
+        out[section] = check_section(where, section, table)
+    return out
+
+
+ENV_PREFIX = "SWICTATION_"
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """SWICTATION_<SECTION>_<KEY>=value, e.g. SWICTATION_VAD_MIN_SILENCE_S=0.6."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("SWICTATION_CONFIG",):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        where = f"environment {name}"
+        if section not in SCHEMA or not key:
+            raise ConfigError(
+                f"{where}: unknown setting (expected SWICTATION_<SECTION>_<KEY> with a section "
+                f"of {', '.join(SCHEMA)})"
+            )
+        spec = SCHEMA[section].get(key)
+        if spec is None:
+            raise ConfigError(
+                f"{where}: unknown key {section}.{key}{closest(key, list(SCHEMA[section]))}"
+            )
+        value: Any = raw
+        if spec.kind in (int, float):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {section}.{key} = {raw!r} is not allowed: expected {spec.describe()}"
+                ) from None
+        elif spec.kind is bool:
+            value = raw.lower() in ("1", "true", "yes", "on")
+        out.setdefault(section, {})[key] = check_value(where, f"{section}.{key}", value, spec)
+    return out
+
+
+def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Later layers win, key by key."""
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, table in layer.items():
+            out.setdefault(section, {}).update(table)
+    return out

@@ -1,0 +1,58 @@
+"""NeMo speech-to-text: nvidia/canary-1b-flash by default (`from_pretrained`), or a local
+`.nemo` archive (`restore_from`). fp16 autocast on a GPU only; fp32 on the CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from ports import AudioBlock, SpeechRecognizer
+
+DEFAULT_NEMO_MODEL = "nvidia/canary-1b-flash"
+
+
+def load_nemo(name_or_path: str | None, device: str) -> Any:
+    from nemo.collections.asr.models import ASRModel
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(logging.ERROR)
+    source = name_or_path or DEFAULT_NEMO_MODEL
+    if source.endswith(".nemo") or Path(source).exists():
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such .nemo file")
+        model = ASRModel.restore_from(source, map_location=device)
+    else:
+        model = ASRModel.from_pretrained(source, map_location=device)
+    model.eval()
+    return model
+
+
+class NemoRecognizer(SpeechRecognizer):
+    name = "nemo"
+
+    def __init__(self, host: Any, model: str = "stt", language: str = "en") -> None:
+        self._host = host
+        self._model = model
+        self._language = language
+
+    def transcribe(self, block: AudioBlock) -> str:
+        import torch
+
+        model = self._host.model(self._model)
+        device = self._host.device(self._model)
+        extra: dict[str, Any] = {}
+        if type(model).__name__ == "EncDecMultiTaskModel":  # Canary: speech recognition, en->en
+            extra = {"source_lang": self._language, "target_lang": self._language}
+        precision = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if device == "cuda"
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), precision:
+            results = model.transcribe([block.samples], batch_size=1, verbose=False, **extra)
+        first = results[0] if results else ""
+        if isinstance(first, list):  # some models return one list per hypothesis
+            first = first[0] if first else ""
+        return str(getattr(first, "text", first)).strip()

