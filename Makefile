@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml scripts/setup-system
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/swictation replay examples/traces/evening-llm.csv \
-		--model stt=3600MiB --model vad=2MiB --policy both
+	$(BIN)/swictationd --audio-file examples/audio/dictation.wav --realtime \
+		--probe trace --trace examples/traces/demo-emergency.csv --config examples/demo.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

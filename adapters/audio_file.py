@@ -73,3 +73,13 @@ class FileAudioSource(AudioSource):
 
     def describe(self) -> str:
         return f"{self._path} ({self.duration_s:.1f} s)"
+
+
+def save_wav(path: str | Path, samples: Any, rate: int = RATE) -> None:
+    """Writes float32 mono as 16-bit WAV, atomically (a partial file never appears)."""
+    import soundfile
+
+    path = Path(path)
+    partial = path.with_name(path.name + ".part")
+    soundfile.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
+    partial.replace(path)

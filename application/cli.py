@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="nvml (default), torch, or host to record system RAM instead",
     )
     rec.add_argument("--duration", type=_positive, help="stop after this many seconds")
+
+    for name, text in (
+        ("toggle", "start or stop listening"),
+        ("status", "show the daemon's state"),
+        ("stop", "stop listening (the daemon keeps running)"),
+    ):
+        control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
+        control.add_argument("--json", action="store_true", help="print the JSON reply")
+        control.add_argument("--socket", help="the daemon's control socket")
     return parser
 
 
@@ -116,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
         return record_main(args)
+    if args.command in ("toggle", "status", "stop"):
+        return control_main(args)
     return EXIT_USAGE
 
 
@@ -143,10 +154,220 @@ def record_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_daemon_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="swictationd",
+        description="The Swictation dictation daemon: microphone (or a file) -> VAD -> "
+        "speech-to-text -> text, guarded against GPU memory pressure.",
+        epilog="Exit status: 0 after a normal stop, 1 when it cannot start, 2 for bad flags "
+        "or configuration, 3 after a memory SHUTDOWN (the card stayed full with nothing "
+        "left to offload).",
+    )
+    parser.add_argument(
+        "--config",
+        help="TOML configuration (default: $XDG_CONFIG_HOME/swictation/config.toml if it exists)",
+    )
+    parser.add_argument("--audio-file", help="transcribe this WAV/FLAC/OGG file, then exit")
+    parser.add_argument(
+        "--realtime", action="store_true", help="with --audio-file: play the file at real-time pace"
+    )
+    parser.add_argument(
+        "--probe",
+        choices=("nvml", "torch", "trace", "host", "none"),
+        help="how the guard reads memory (default nvml)",
+    )
+    parser.add_argument("--trace", help="with --probe trace: the trace to replay as the GPU")
+    parser.add_argument("--gpu", help="GPU index (or UUID for NVML)")
+    parser.add_argument("--stt", choices=("whisper", "nemo"), help="speech-to-text engine")
+    parser.add_argument(
+        "--stt-model", help="model name or path (.nemo file, or a CTranslate2 Whisper directory)"
+    )
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="where models run")
+    parser.add_argument(
+        "--output",
+        choices=("stdout", "file", "wtype", "xdotool"),
+        help="where the text goes (default stdout)",
+    )
+    parser.add_argument("--output-file", help="with --output file: the file to append to")
+    parser.add_argument("--mic", help="microphone by index or (part of) its name")
+    parser.add_argument(
+        "--events", help="flight recorder: JSON lines of every sample, level, action and utterance"
+    )
+    parser.add_argument("--socket", help="control socket path")
+    parser.add_argument("--spool-dir", help="where unprocessed audio is kept across a stop")
+    parser.add_argument("--report-interval", type=_positive, help="seconds between reports")
+    parser.add_argument(
+        "--inject-fault",
+        action="append",
+        default=[],
+        metavar="MODEL:KIND:N",
+        help="rehearsal: the next N inferences of MODEL on the GPU raise a "
+        "CUDA error (KIND oom or cuda), e.g. stt:oom:5",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    pairs = {
+        ("daemon", "probe"): args.probe,
+        ("daemon", "trace"): args.trace,
+        ("daemon", "gpu"): args.gpu,
+        ("daemon", "events"): args.events,
+        ("daemon", "spool_dir"): args.spool_dir,
+        ("daemon", "report_interval_s"): args.report_interval,
+        ("stt", "engine"): args.stt,
+        ("stt", "model"): args.stt_model,
+        ("stt", "device"): args.device,
+        ("output", "kind"): args.output,
+        ("output", "file"): args.output_file,
+        ("audio", "device"): args.mic,
+        ("control", "socket"): args.socket,
+    }
+    out: dict[str, dict[str, object]] = {}
+    for (section, key), value in pairs.items():
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="swictationd", description="The Swictation dictation daemon.")
-    parser.parse_args(argv)
-    return 0
+    import os
+    from pathlib import Path
+
+    from application.config import (
+        ConfigError,
+        check_sections,
+        env_overrides,
+        load_toml,
+        merge,
+    )
+    from application.daemon import EXIT_FAILURE, Daemon, DaemonSettings
+
+    args = build_daemon_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("transitions", "nemo_logger", "faster_whisper", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        config_path = args.config
+        if config_path is None:
+            home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+            default = Path(home) / "swictation" / "config.toml"
+            config_path = str(default) if default.is_file() else None
+        layers = []
+        where = "configuration"
+        if config_path is not None:
+            layers.append(check_sections(load_toml(config_path), config_path))
+            where = config_path
+        layers.append(env_overrides(os.environ))
+        layers.append(check_sections(_cli_sections(args), "command line"))
+        sections = merge(*layers)
+        settings = DaemonSettings.from_sections(
+            sections,
+            where,
+            audio_file=args.audio_file,
+            realtime=args.realtime,
+            faults=tuple(args.inject_fault),
+        )
+        if settings.probe == "trace" and not settings.trace:
+            raise ConfigError("--probe trace needs --trace FILE")
+        if args.realtime and not args.audio_file:
+            raise ConfigError("--realtime needs --audio-file")
+        from adapters.faults import FaultSpecError, parse_fault
+
+        for spec in settings.faults:
+            try:
+                parse_fault(spec)
+            except FaultSpecError as error:
+                raise ConfigError(str(error)) from None
+    except (ConfigError, ValueError, TypeError) as error:
+        print(f"swictationd: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        from application.containers import build_daemon
+
+        parts, bind = build_daemon(settings)
+    except Exception as error:  # a start-up failure is one line, never a traceback
+        code = (
+            EXIT_USAGE
+            if type(error).__name__ in ("TraceError", "AudioFileError")
+            else (EXIT_FAILURE)
+        )
+        cause = error.__cause__ or error
+        logging.getLogger("swictation").debug("start-up failed", exc_info=True)
+        print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
+        return code
+    daemon = Daemon(settings, parts)
+    bind(daemon)
+    daemon.install_signal_handlers()
+    try:
+        return daemon.run()
+    except Exception as error:
+        logging.getLogger("swictation").exception("the daemon failed")
+        print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _plain(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    return first if first else type(error).__name__
+
+
+def control_main(args: argparse.Namespace) -> int:
+    import json
+
+    from adapters.control_socket import ControlError, default_socket_path, request
+
+    path = args.socket or str(default_socket_path())
+    try:
+        reply = request(path, {"cmd": args.command})
+    except ControlError as error:
+        print(f"swictation {args.command}: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(reply))
+    elif not reply.get("ok"):
+        print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
+    elif args.command == "status":
+        print(_status_text(reply))
+    else:
+        print("listening" if reply.get("listening") else "not listening")
+    return 0 if reply.get("ok") else 1
+
+
+def _status_text(reply: dict[str, object]) -> str:
+    usage = reply.get("usage")
+    lines = [
+        f"listening:  {'yes' if reply.get('listening') else 'no'}",
+        f"memory:     {reply.get('level')}"
+        + (
+            ""
+            if usage is None
+            else f" at {float(usage):.1%} "  # type: ignore[arg-type]
+            f"({reply.get('used_mib')} of {reply.get('total_mib')} MiB)"
+        ),
+    ]
+    models = reply.get("models") or {}
+    for name, model in models.items():  # type: ignore[attr-defined]
+        fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
+        lines.append(
+            f"model:      {name} on {model.get('placement')}, {model.get('size_mib')} MiB{fallback}"
+        )
+    lines.append(
+        f"utterances: {reply.get('utterances')} (queued {reply.get('queued')}, "
+        f"spooled {reply.get('spooled')})"
+    )
+    if reply.get("latency_p50_s") is not None:
+        lines.append(
+            f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"
+        )
+    return "\n".join(lines)
 
 
 def run() -> None:

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
+import attrs
 from dependency_injector import containers, providers
 
+from adapters.audio_file import FileAudioSource
 from adapters.clock import SystemClock
+from adapters.control_socket import ControlServer, default_socket_path
 from adapters.events import JsonlEventSink, NullEventSink
+from adapters.faults import FaultyRecognizer, parse_fault
 from adapters.host_memory import HostMemoryProbe
-from adapters.memory import InMemoryModelHost, NoProbe
+from adapters.memory import InMemoryModelHost, NoProbe, ResidentModelsProbe
+from adapters.microphone import MicrophoneSource
+from adapters.model_host import RealModelHost
 from adapters.nvml import NvmlProbe
-from adapters.torch_cuda import TorchCudaProbe
+from adapters.simulated import SimulatedGpuHost
+from adapters.systemd import notify, watchdog_interval_s
+from adapters.text_output import FileOutput, OutputError, StdoutOutput, wtype_output, xdotool_output
+from adapters.torch_cuda import TorchCudaProbe, cuda_available
+from adapters.torch_models import TorchResidency
+from adapters.traces import TraceProbe, read_trace
+from application.daemon import DaemonSettings
 from application.guard import GuardService
+from application.pipeline import DictationPipeline
+from application.recovery import RecoveringRunner
+from application.spool import Spool
 from domain.legacy import LegacyPolicy
-from domain.model import Thresholds, Tuning
+from domain.model import Event, Thresholds, Tuning
 from domain.policy import GuardPolicy
 from domain.recovery import RecoveryTracker
 
 # transitions logs every state change at INFO; the guard logs what matters itself.
 logging.getLogger("transitions").setLevel(logging.WARNING)
+log = logging.getLogger("swictation")
 
 
 class Container(containers.DeclarativeContainer):
+    """The guard alone: for `swictation record`, tests and embedding."""
+
     config = providers.Configuration()
 
     clock = providers.Singleton(SystemClock)
@@ -87,3 +107,220 @@ def make_container(
     if tuning is not None:
         container.tuning.override(providers.Object(tuning))
     return container
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+def _device(settings: DaemonSettings) -> str:
+    if settings.stt_device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return settings.stt_device
+
+
+def _stt_residency(settings: DaemonSettings) -> Any:
+    if settings.stt_engine == "nemo":
+        from adapters.nemo_stt import load_nemo
+
+        return TorchResidency(load_nemo(settings.stt_model, "cpu"))
+    from adapters.whisper_stt import whisper_residency
+
+    # A CTranslate2 model is built on its device; offloading is handled by its residency.
+    return whisper_residency(settings.stt_model, _device(settings))
+
+
+def _vad_residency() -> Any:
+    from adapters.silero import load_silero
+
+    return TorchResidency(load_silero())
+
+
+def _loaded_host(
+    settings: DaemonSettings, vad: Any, stt: Any, events: Any, clock: Any, t0: float
+) -> RealModelHost:
+    host = RealModelHost()
+    host.register("vad", vad)
+    host.register("stt", stt)
+    device = _device(settings)
+    if device == "cuda":
+        for name in ("vad", "stt"):
+            moved = host.move(name, "cuda")
+            if not moved.done:
+                log.warning("%s stays on the CPU: %s", name, moved.reason)
+    for model in host.models():
+        log.info("model %s: %.1f MiB on %s", model.name, model.size_mib, host.device(model.name))
+        events.emit(
+            Event(
+                clock.now() - t0,
+                "model",
+                model=model.name,
+                detail={"size_mib": round(model.size_mib, 1), "device": host.device(model.name)},
+            )
+        )
+    return host
+
+
+def _trace_probe(settings: DaemonSettings, clock: Any, host: Any) -> Any:
+    if not settings.trace:
+        raise ValueError("--probe trace needs --trace FILE")
+    trace = read_trace(settings.trace)
+    inner = TraceProbe(trace, clock)
+    if isinstance(host, SimulatedGpuHost):
+        return ResidentModelsProbe(inner, host.simulated)
+    return inner
+
+
+def _guard_host(settings: DaemonSettings, loaded: RealModelHost, clock: Any) -> Any:
+    if settings.probe == "trace":
+        return SimulatedGpuHost(loaded, clock, settings.guard.tuning)
+    return loaded
+
+
+def _recognizer(settings: DaemonSettings, host: Any) -> Any:
+    if settings.stt_engine == "nemo":
+        from adapters.nemo_stt import NemoRecognizer
+
+        recognizer: Any = NemoRecognizer(host, "stt", settings.language)
+    else:
+        from adapters.whisper_stt import WhisperRecognizer
+
+        recognizer = WhisperRecognizer(host, "stt", settings.language, settings.beam_size)
+    for spec in settings.faults:
+        model, kind, count = parse_fault(spec)
+        if model == "stt":
+            recognizer = FaultyRecognizer(recognizer, host, model, kind, count)
+    return recognizer
+
+
+def _vad(host: Any) -> Any:
+    from adapters.silero import SileroVoiceDetector
+
+    return SileroVoiceDetector(host, "vad")
+
+
+def _source(settings: DaemonSettings) -> Any:
+    if settings.audio_file:
+        return FileAudioSource(settings.audio_file, realtime=settings.realtime)
+    return MicrophoneSource(settings.audio_device)
+
+
+def _output(settings: DaemonSettings) -> Any:
+    if settings.output == "file":
+        if not settings.output_file:
+            raise OutputError("--output file needs --output-file PATH")
+        return FileOutput(settings.output_file)
+    if settings.output == "wtype":
+        return wtype_output()
+    if settings.output == "xdotool":
+        return xdotool_output()
+    return StdoutOutput()
+
+
+def _policy(settings: DaemonSettings) -> Any:
+    if settings.guard.policy == "legacy":
+        return LegacyPolicy()
+    return GuardPolicy(settings.guard.thresholds, settings.guard.tuning)
+
+
+def _control(settings: DaemonSettings) -> Any:
+    if settings.audio_file and not settings.socket:
+        return None  # a file run is not a session to control unless asked
+    return settings.socket or str(default_socket_path())
+
+
+class DaemonContainer(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=DaemonSettings)
+    start_time = providers.Object(time.monotonic())
+
+    clock = providers.Singleton(SystemClock)
+    events = providers.Singleton(
+        lambda s: JsonlEventSink(s.events) if s.events else NullEventSink(), settings
+    )
+    vad_residency = providers.Singleton(_vad_residency)
+    stt_residency = providers.Singleton(_stt_residency, settings)
+    models = providers.Singleton(
+        _loaded_host, settings, vad_residency, stt_residency, events, clock, start_time
+    )
+    host = providers.Singleton(_guard_host, settings, models, clock)
+    probe = providers.Selector(
+        providers.Callable(lambda s: s.probe, settings),
+        none=providers.Singleton(NoProbe, clock),
+        nvml=providers.Singleton(NvmlProbe, clock, providers.Callable(lambda s: s.gpu, settings)),
+        torch=providers.Singleton(
+            TorchCudaProbe, clock, providers.Callable(lambda s: int(s.gpu), settings)
+        ),
+        host=providers.Singleton(HostMemoryProbe, clock),
+        trace=providers.Singleton(_trace_probe, settings, clock, host),
+    )
+    tuning = providers.Callable(lambda s: s.guard.tuning, settings)
+    recovery = providers.Singleton(RecoveryTracker, tuning)
+    runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
+    pipeline = providers.Singleton(
+        DictationPipeline,
+        source=providers.Singleton(_source, settings),
+        vad=providers.Singleton(_vad, host),
+        stt=providers.Singleton(_recognizer, settings, host),
+        output=providers.Singleton(_output, settings),
+        runner=runner,
+        events=events,
+        spool=providers.Singleton(Spool, providers.Callable(lambda s: s.spool_dir, settings)),
+        settings=providers.Callable(lambda s: s.vad, settings),
+        device_of=providers.Callable(lambda h: h.device, host),
+        realtime=providers.Callable(lambda s: s.realtime, settings),
+        start_time=start_time,
+    )
+    guard = providers.Singleton(
+        GuardService,
+        probe=probe,
+        host=host,
+        policy=providers.Singleton(_policy, settings),
+        events=events,
+        clock=clock,
+        recovery=recovery,
+        busy=providers.Callable(lambda p: lambda: p.busy, pipeline),
+        start_time=start_time,
+    )
+    control_path = providers.Callable(_control, settings)
+
+
+@attrs.define
+class DaemonParts:
+    """What the daemon runs, built by the container."""
+
+    pipeline: DictationPipeline
+    guard: GuardService
+    events: Any
+    host: Any
+    control: ControlServer | None
+    watchdog_s: float | None = None
+
+    def notify(self, state: str) -> None:
+        notify(state)
+
+    def release(self) -> None:
+        releaser = getattr(self.host, "release_all", None)
+        if releaser is not None:
+            releaser()
+
+    def close(self) -> None:
+        self.guard.probe.close()
+        self.events.close()
+
+
+def build_daemon(settings: DaemonSettings) -> tuple[DaemonParts, Any]:
+    """Builds every part (loading the models); returns the parts and a binder that connects
+    the daemon's callbacks once it exists."""
+    container = DaemonContainer(settings=settings)
+    pipeline = container.pipeline()
+    guard = container.guard()
+    path = container.control_path()
+    parts = DaemonParts(
+        pipeline, guard, container.events(), container.host(), None, watchdog_interval_s()
+    )
+
+    def bind(daemon: Any) -> None:
+        guard.on_shutdown = daemon.on_shutdown
+        if path is not None:
+            parts.control = ControlServer(path, daemon.handle)
+
+    return parts, bind

@@ -45,7 +45,7 @@ class GuardService:
         self.recovery = recovery or RecoveryTracker()
         self._busy = busy or (lambda: False)
         self._shutdown_reason: str | None = None
-        self._on_shutdown = on_shutdown
+        self.on_shutdown = on_shutdown
         self._executor = ActionExecutor(host, events, self._shutdown)
         self._record_samples = record_samples
         self._t0 = clock.now() if start_time is None else start_time
@@ -123,8 +123,8 @@ class GuardService:
     def _shutdown(self, reason: str) -> None:
         self._shutdown_reason = reason
         self._stop.set()
-        if self._on_shutdown is not None:
-            self._on_shutdown(reason)
+        if self.on_shutdown is not None:
+            self.on_shutdown(reason)
 
     def run(self, duration_s: float | None = None) -> None:
         """Run the loop in the calling thread until stopped, SHUTDOWN, or `duration_s`."""

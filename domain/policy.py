@@ -139,8 +139,8 @@ class GuardPolicy:
         actions.extend(
             self._offloads(level, sample, used - leaving_mib, offloadable, tte, interval)
         )
-        if level is Level.NORMAL and not observation.busy and not in_flight and tte is None:
-            actions.extend(self._restore(models, t))
+        if level is Level.NORMAL and not observation.busy and not in_flight:
+            actions.extend(self._restore(models, sample))
         return Decision(t, level, previous, tuple(actions), interval, sample.usage, tte)
 
     # -- levels -------------------------------------------------------------------------
@@ -269,7 +269,9 @@ class GuardPolicy:
             else:
                 self._restore_ok_since.pop(model.name, None)
 
-    def _restore(self, models: Sequence[ModelState], t: float) -> list[Action]:
+    def _restore(self, models: Sequence[ModelState], sample: MemorySample) -> list[Action]:
+        t = sample.t
+        slope = self._forecast.slope_mib_s() or 0.0
         waiting = [
             m
             for m in models
@@ -281,6 +283,9 @@ class GuardPolicy:
                 continue
             if t < self._backoff_until.get(model.name, -math.inf):
                 continue
+            room = sample.free_mib - model.size_mib
+            if slope > 0 and room / slope < self.tuning.settle_s:
+                continue  # others are growing into the room the model would need
             self._offloaded.discard(model.name)
             self._restore_ok_since.pop(model.name, None)
             self._restored_at[model.name] = t

@@ -87,7 +87,23 @@ def write_session() -> None:
     (HERE / "session.jsonl").write_text("".join(json.dumps(o) + "\n" for o in out))
 
 
+def write_demo() -> None:
+    """For `make demo`: an 8 GiB card where a game starts 4 s into the dictation, pushes the
+    card into EMERGENCY for about 5 s and quits."""
+    rng = random.Random(3)
+    total = 8192
+    lines = ["timestamp, index, memory.used [MiB], memory.total [MiB]"]
+    for i in range(400):
+        t = i * 0.1
+        used = 2900 + rng.uniform(-15, 15)
+        if 4 <= t < 10:
+            used += min(4980, (t - 4) * 2500)  # the game loads its textures
+        lines.append(f"{stamp(t)}, 0, {used:.0f} MiB, {total} MiB")
+    (HERE / "demo-emergency.csv").write_text("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
+    write_demo()
     HERE.mkdir(parents=True, exist_ok=True)
     write_evening()
     write_two_gpus()

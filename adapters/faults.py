@@ -1,0 +1,62 @@
+"""Fault injection for rehearsals and tests (`swictationd --inject-fault stt:oom:5`): CUDA
+errors raised by a model's inference while the guard sees that model on the GPU."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from domain.model import Placement
+from ports import AudioBlock, SpeechRecognizer
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+def parse_fault(spec: str) -> tuple[str, str, int]:
+    """'stt:oom:5' -> ('stt', 'oom', 5)."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[1] not in ("oom", "cuda") or not parts[2].isdigit():
+        raise FaultSpecError(
+            f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5"
+        )
+    return parts[0], parts[1], int(parts[2])
+
+
+def make_error(kind: str) -> Exception:
+    import torch
+
+    if kind == "oom":
+        return torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 512.00 MiB (injected)"
+        )
+    return RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+
+
+class FaultyRecognizer(SpeechRecognizer):
+    def __init__(self, inner: SpeechRecognizer, host: Any, model: str, kind: str, count: int):
+        self.name = inner.name
+        self._inner = inner
+        self._host = host
+        self._model = model
+        self._kind = kind
+        self._left = count
+        self._lock = threading.Lock()
+        self.injected = 0
+
+    def _on_gpu(self) -> bool:
+        for state in self._host.models():
+            if state.name == self._model:
+                return bool(state.placement in (Placement.GPU, Placement.TO_GPU))
+        return False
+
+    def transcribe(self, block: AudioBlock) -> str:
+        with self._lock:
+            fire = self._left > 0 and self._on_gpu()
+            if fire:
+                self._left -= 1
+                self.injected += 1
+        if fire:
+            raise make_error(self._kind)
+        return self._inner.transcribe(block)
