@@ -306,10 +306,9 @@ class DictationPipeline:
             self._abandon.set()
         self._queue.put(None)
         worker = self._worker
-        if worker is None:
-            return
-        worker.join(drain_timeout_s)
-        if worker.is_alive():
+        if worker is not None:
+            worker.join(drain_timeout_s)
+        if worker is not None and worker.is_alive():
             self._abandon.set()
             log.warning(
                 "transcription did not finish in %.0f s; spooling the rest", drain_timeout_s or 0

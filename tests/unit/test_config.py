@@ -77,3 +77,42 @@ def test_the_example_config_documents_every_key_with_its_default():
     defaults = load_guard_config(None)
     assert loaded.thresholds == defaults.thresholds
     assert loaded.tuning.max_failures == defaults.tuning.max_failures
+
+
+def test_environment_overrides_are_typed_and_checked():
+    from application.config import env_overrides, merge
+
+    env = {
+        "SWICTATION_VAD_MIN_SILENCE_S": "0.6",
+        "SWICTATION_STT_ENGINE": "nemo",
+        "HOME": "/x",
+        "SWICTATION_GUARD_MAX_FAILURES": "5",
+    }
+    layer = env_overrides(env)
+    assert layer == {
+        "vad": {"min_silence_s": 0.6},
+        "stt": {"engine": "nemo"},
+        "guard": {"max_failures": 5},
+    }
+    merged = merge(
+        {"vad": {"min_silence_s": 0.9, "threshold": 0.4}}, layer, {"vad": {"threshold": 0.6}}
+    )
+    assert merged["vad"] == {"min_silence_s": 0.6, "threshold": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SWICTATION_VAD_MIN_SILENCE": "1"}, "did you mean 'min_silence_s'?"),
+        ({"SWICTATION_VAD_THRESHOLD": "high"}, "vad.threshold = 'high' is not allowed"),
+        ({"SWICTATION_VAD_THRESHOLD": "2"}, "expected a number in [0.05, 0.95]"),
+        ({"SWICTATION_WHATEVER": "1"}, "expected SWICTATION_<SECTION>_<KEY>"),
+    ],
+)
+def test_bad_environment_overrides_name_the_variable(env, message):
+    from application.config import env_overrides
+
+    with pytest.raises(ConfigError) as caught:
+        env_overrides(env)
+    assert message in str(caught.value)
+    assert next(iter(env)) in str(caught.value)

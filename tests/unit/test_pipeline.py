@@ -1,0 +1,139 @@
+"""The pipeline with in-memory parts: utterances, queueing, recovery, stop and spool."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from adapters.memory import (
+    EnergyVoiceDetector,
+    EventList,
+    FakeClock,
+    InMemoryModelHost,
+    ListAudioSource,
+    ListOutput,
+    ScriptedRecognizer,
+)
+from application.pipeline import DictationPipeline
+from application.recovery import RecoveringRunner
+from application.spool import Spool
+from domain.model import ModelState
+from domain.recovery import ErrorKind, RecoveryTracker
+from ports import AudioBlock
+
+RATE, BLOCK = 16000, 512
+
+
+def audio(*parts: tuple[str, float]) -> list[AudioBlock]:
+    """('speech'|'silence', seconds) parts as 32 ms blocks (speech: a 200 Hz tone)."""
+    samples = []
+    for kind, seconds in parts:
+        n = int(seconds * RATE)
+        t = np.arange(n) / RATE
+        samples.append(0.3 * np.sin(2 * np.pi * 200 * t) if kind == "speech" else np.zeros(n))
+    whole = np.concatenate(samples).astype(np.float32)
+    whole = np.pad(whole, (0, -len(whole) % BLOCK))
+    return [AudioBlock(i / RATE, whole[i : i + BLOCK]) for i in range(0, len(whole), BLOCK)]
+
+
+def build(blocks, texts, tmp_path, host=None):
+    clock = FakeClock()
+    host = host or InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
+    events, output = EventList(), ListOutput()
+    stt = ScriptedRecognizer(texts)
+    pipeline = DictationPipeline(
+        ListAudioSource(blocks),
+        EnergyVoiceDetector(0.05),
+        stt,
+        output,
+        RecoveringRunner(host, RecoveryTracker(), events, clock),
+        events,
+        Spool(tmp_path / "spool"),
+    )
+    return pipeline, output, stt, events, host
+
+
+def run_all(pipeline):
+    pipeline.start_worker()
+    pipeline.capture()
+    pipeline.finish(drain_timeout_s=None)
+
+
+def test_two_sentences_two_lines(tmp_path):
+    blocks = audio(
+        ("silence", 0.5), ("speech", 1.0), ("silence", 1.5), ("speech", 0.8), ("silence", 1.2)
+    )
+    pipeline, output, stt, events, _ = build(
+        blocks, ["Open the window.", "Close the door."], tmp_path
+    )
+    run_all(pipeline)
+    assert output.lines == ["Open the window.", "Close the door."]
+    durations = [len(b.samples) / RATE for b in stt.heard]
+    assert durations[0] == pytest.approx(1.0 + 0.4, abs=0.1)  # the speech and its padding
+    assert [e.detail["id"] for e in events.of_type("utterance")] == [1, 2]
+
+
+def test_speech_running_at_the_end_is_not_lost(tmp_path):
+    pipeline, output, _, _, _ = build(audio(("silence", 0.3), ("speech", 1.0)), ["tail"], tmp_path)
+    run_all(pipeline)
+    assert output.lines == ["tail"]
+
+
+def test_an_oom_storm_ends_in_cpu_fallback_with_every_utterance_transcribed(tmp_path):
+    clock = FakeClock()
+    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
+    host.inject("stt", ErrorKind.OUT_OF_MEMORY, times=5)
+    parts = [("silence", 0.3)]
+    for _ in range(4):
+        parts += [("speech", 0.6), ("silence", 1.0)]
+    pipeline, output, _, events, _ = build(audio(*parts), ["a", "b", "c", "d"], tmp_path, host)
+    run_all(pipeline)
+    assert output.lines == ["a", "b", "c", "d"]
+    verdicts = [e.detail["verdict"] for e in events.of_type("error")]
+    assert verdicts == ["retry", "retry", "fallback"]
+    assert [e.detail["device"] for e in events.of_type("utterance")] == ["cpu"] * 4
+
+
+def test_abandoned_work_is_spooled_and_picked_up_next_time(tmp_path):
+    blocks = audio(("speech", 0.7), ("silence", 1.0), ("speech", 0.7), ("silence", 1.0))
+    pipeline, output, _, _, _ = build(blocks, [], tmp_path)
+    pipeline.capture()  # no worker (as when SHUTDOWN comes first): nothing is transcribed
+    pipeline.finish(drain_timeout_s=0, spool_now=True)
+    spooled = sorted((tmp_path / "spool").glob("*.wav"))
+    assert len(spooled) == 2
+    assert output.lines == []
+    again, output2, stt2, _, _ = build([], ["first", "second"], tmp_path)
+    assert again.replay_spool() == 2
+    run_all(again)
+    assert output2.lines == ["first", "second"]
+    assert len(stt2.heard[0].samples) > 0.7 * RATE
+    assert list((tmp_path / "spool").glob("*.wav")) == []
+
+
+def test_busy_while_speaking_or_transcribing(tmp_path):
+    release = threading.Event()
+
+    class Slow(ScriptedRecognizer):
+        def transcribe(self, block):
+            release.wait(5)
+            return "done"
+
+    pipeline, output, _, _, _ = build(audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path)
+    pipeline._stt = Slow([])
+    assert not pipeline.busy
+    pipeline.start_worker()
+    pipeline.capture()
+    assert pipeline.busy
+    release.set()
+    pipeline.finish(drain_timeout_s=None)
+    assert not pipeline.busy
+    assert output.lines == ["done"]
+
+
+def test_toggled_off_audio_is_not_transcribed(tmp_path):
+    pipeline, output, _, _, _ = build(audio(("speech", 1.0), ("silence", 1.0)), ["x"], tmp_path)
+    pipeline.enabled.clear()
+    run_all(pipeline)
+    assert output.lines == []
