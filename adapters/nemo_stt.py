@@ -14,14 +14,17 @@ DEFAULT_NEMO_MODEL = "nvidia/canary-1b-flash"
 
 
 def load_nemo(name_or_path: str | None, device: str) -> Any:
+    source = name_or_path or DEFAULT_NEMO_MODEL
+    local = source.endswith(".nemo") or Path(source).exists()
+    if local and not Path(source).is_file():
+        raise FileNotFoundError(f"{source}: no such .nemo file")
+    for noisy in ("nv_one_logger", "nemo_logger", "lightning", "pytorch_lightning"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from nemo.collections.asr.models import ASRModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(logging.ERROR)
-    source = name_or_path or DEFAULT_NEMO_MODEL
-    if source.endswith(".nemo") or Path(source).exists():
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"{source}: no such .nemo file")
+    if local:
         model = ASRModel.restore_from(source, map_location=device)
     else:
         model = ASRModel.from_pretrained(source, map_location=device)

@@ -1,0 +1,428 @@
+"""`swictationd` end to end: real recordings, the real tiny.en model, the real entrypoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BIN, GiB, run_command, write_csv
+
+AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
+DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
+NUMBERS = {"10": "ten"}
+
+
+def words(text: str) -> list[str]:
+    tokens = re.findall(r"[a-z0-9']+", text.lower())
+    return [NUMBERS.get(t, t) for t in tokens]
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[len(hyp)] / max(1, len(ref))
+
+
+def daemon(*args: str, env: dict | None = None, timeout: float = 300):
+    merged = {**os.environ, **(env or {})}
+    return run_command("swictationd", *args, env=merged, timeout=timeout)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return str(tmp_path / "spool")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("voice-us.wav", "The weather today is cold and windy with some rain."),
+        ("voice-gb.wav", "Please send the report to the team before lunch."),
+        ("voice-female.wav", "Remember to buy milk, bread and coffee on the way home."),
+        ("stereo-48k.wav", "Good morning. Please open a new document."),
+        ("voice-us.flac", "The weather today is cold and windy with some rain."),
+    ],
+)
+def test_voices_and_formats_are_transcribed_word_by_word(name, said, spool):
+    result = daemon("--audio-file", str(AUDIO / name), "--probe", "none", "--spool-dir", spool)
+    assert result.code == 0, result.err
+    assert word_error_rate(said, result.out) <= 0.2, result.out
+    assert result.out.endswith("\n")
+    assert "final report" in result.err
+
+
+def test_a_pause_separates_two_utterances_one_line_each(spool):
+    result = daemon(
+        "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--spool-dir", spool
+    )
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 2
+    assert word_error_rate("Open the window.", lines[0]) <= 0.2
+    assert word_error_rate("Close the door behind you.", lines[1]) <= 0.2
+
+
+def emergency_trace(tmp_path: Path) -> Path:
+    # An 8 GiB card: others jump to 97 % from 1.5 s to 5 s into the recording.
+    return write_csv(
+        tmp_path / "pressure.csv",
+        lambda t: 7900.0 if 1.5 <= t < 5 else 2900.0,
+        8 * GiB,
+        60,
+        0.1,
+    )
+
+
+def test_emergency_mid_recording_loses_no_words(tmp_path, spool):
+    config = tmp_path / "c.toml"
+    config.write_text("[thresholds]\ndwell_s = 1.0\n[guard]\nmin_offload_mib = 16\n")
+    events = tmp_path / "events.jsonl"
+    result = daemon(
+        "--audio-file",
+        str(AUDIO / "pair.wav"),
+        "--realtime",
+        "--probe",
+        "trace",
+        "--trace",
+        str(emergency_trace(tmp_path)),
+        "--config",
+        str(config),
+        "--events",
+        str(events),
+        "--spool-dir",
+        spool,
+    )
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 2
+    assert word_error_rate("Open the window. Close the door behind you.", result.out) <= 0.2
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    levels = [e["level"] for e in log if e["type"] == "level"]
+    assert "EMERGENCY" in levels
+    assert levels[-1] == "NORMAL"
+    actions = [(e["action"], e.get("model")) for e in log if e["type"] == "action"]
+    assert ("offload", "stt") in actions
+    assert ("restore", "stt") in actions
+    assert len([e for e in log if e["type"] == "utterance"]) == 2
+    assert any(e["type"] == "sample" for e in log)
+    # The flight recorder replays.
+    replayed = run_command("swictation", "replay", str(events), "--json")
+    assert replayed.code == 0, replayed.err
+    assert replayed.json()["models"]["stt"] > 16
+
+
+def test_an_oom_storm_ends_in_cpu_fallback_with_every_utterance_transcribed(tmp_path, spool):
+    calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 60, 0.5)
+    events = tmp_path / "events.jsonl"
+    result = daemon(
+        "--audio-file",
+        str(DICTATION),
+        "--probe",
+        "trace",
+        "--trace",
+        str(calm),
+        "--inject-fault",
+        "stt:oom:6",
+        "--events",
+        str(events),
+        "--spool-dir",
+        spool,
+    )
+    assert result.code == 0, result.err
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    verdicts = [e["verdict"] for e in log if e["type"] == "error"]
+    assert verdicts == ["retry", "retry", "fallback"]
+    fallbacks = [e["model"] for e in log if e.get("action") == "fallback_to_cpu"]
+    assert fallbacks == ["stt"]
+    assert len([e for e in log if e["type"] == "utterance"]) == 5
+    assert len(result.out.splitlines()) == 5
+    said = (
+        "Good morning. Please open a new document. The meeting with the design team "
+        "starts at ten o'clock. Remember to send the report to Maria before lunch. The "
+        "weather today is cold and windy with some rain. Thank you. That is all for now."
+    )
+    assert word_error_rate(said, result.out) <= 0.2
+    assert "CPU fallback" in result.err
+    assert not list(Path(spool).glob("*.wav"))
+
+
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "swictationd"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_sigterm_mid_utterance_finishes_or_spools_it(tmp_path, spool):
+    events = tmp_path / "events.jsonl"
+    process = start(
+        "--audio-file",
+        str(DICTATION),
+        "--realtime",
+        "--probe",
+        "none",
+        "--events",
+        str(events),
+        "--spool-dir",
+        spool,
+    )
+    # The second sentence runs from about 4.4 s to 7.5 s into the recording.
+    wait_for(lambda: events.exists() and '"utterance"' in events.read_text())
+    time.sleep(1.8)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    lines = out.splitlines()
+    spooled = list(Path(spool).glob("*.wav"))
+    assert lines[0]
+    # The sentence being spoken was either transcribed (in part, up to the stop) or spooled.
+    assert len(lines) == 2 or len(spooled) == 1, (lines, spooled)
+    if len(lines) == 2:
+        assert {"meeting", "design"} & set(words(lines[1])) or words(lines[1])
+
+
+def test_spooled_audio_is_transcribed_first_at_the_next_start(tmp_path, spool):
+    Path(spool).mkdir(parents=True)
+    shutil.copy(AUDIO / "voice-gb.wav", Path(spool) / "20261127-101010-1-0001.wav")
+    result = daemon(
+        "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--spool-dir", spool
+    )
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert len(lines) == 3
+    assert word_error_rate("Please send the report to the team before lunch.", lines[0]) <= 0.2
+    assert list(Path(spool).iterdir()) == []
+
+
+def test_memory_shutdown_spools_and_exits_3(tmp_path, spool):
+    full = write_csv(tmp_path / "full.csv", lambda t: 8150.0, 8 * GiB, 60, 0.5)
+    config = tmp_path / "c.toml"
+    config.write_text("[guard]\nshutdown_grace_s = 1.0\n")
+    result = daemon(
+        "--audio-file",
+        str(DICTATION),
+        "--realtime",
+        "--probe",
+        "trace",
+        "--trace",
+        str(full),
+        "--config",
+        str(config),
+        "--spool-dir",
+        spool,
+        timeout=120,
+    )
+    assert result.code == 3, result.err
+    assert "memory SHUTDOWN" in result.err
+    assert "exiting with status 3" in result.err
+    # Speech captured before the stop was transcribed or spooled, never dropped.
+    assert result.out.strip() or list(Path(spool).glob("*.wav"))
+
+
+def control(socket_path: str, *args: str, **kw):
+    return run_command("swictation", *args, "--socket", socket_path, **kw)
+
+
+def test_the_control_socket_against_a_running_daemon(tmp_path, spool):
+    sock = str(tmp_path / "ctl" / "swictation.sock")
+    process = start(
+        "--audio-file",
+        str(DICTATION),
+        "--realtime",
+        "--probe",
+        "none",
+        "--socket",
+        sock,
+        "--spool-dir",
+        spool,
+    )
+    try:
+        wait_for(lambda: os.path.exists(sock))
+        assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+        status = control(sock, "status")
+        assert status.code == 0, status.err
+        assert "listening:  yes" in status.out
+        assert "model:      stt on cpu" in status.out
+        as_json = json.loads(control(sock, "status", "--json").out)
+        assert as_json["ok"] and as_json["listening"] and "level" in as_json
+        assert control(sock, "toggle").out.strip() == "not listening"
+        assert json.loads(control(sock, "status", "--json").out)["listening"] is False
+        assert control(sock, "toggle").out.strip() == "listening"
+        assert control(sock, "stop").out.strip() == "not listening"
+        import socket as sockets
+
+        with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as raw:
+            raw.connect(sock)
+            raw.sendall(b"{oops\n")
+            reply = json.loads(raw.recv(4096))
+        assert reply["ok"] is False and "malformed" in reply["error"]
+        if os.getuid() == 0:
+            # Another user (nobody) cannot even reach the socket: mode 0600, parent 0700.
+            child = os.fork()
+            if child == 0:
+                code = 1
+                try:
+                    os.setuid(65534)
+                    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as other:
+                        other.connect(sock)
+                except PermissionError:
+                    code = 13
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(child, 0)
+            assert os.waitstatus_to_exitcode(status) == 13
+        with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as raw:
+            raw.connect(sock)
+            raw.sendall(b'{"cmd": "quit"}\n')
+            assert json.loads(raw.recv(4096)) == {"ok": True, "quitting": True}
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert process.returncode == 0
+    assert not os.path.exists(sock)
+    gone = control(sock, "status")
+    assert gone.code == 1
+    assert "no daemon is running" in gone.err
+
+
+def test_the_nemo_path_with_a_tiny_model(tmp_path, spool):
+    import torch
+    from nemo.collections.asr.models import EncDecCTCModel
+
+    from tests.integration.conftest import tiny_nemo_config
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.nemo"
+    EncDecCTCModel(cfg=tiny_nemo_config()).save_to(str(path))
+    events = tmp_path / "events.jsonl"
+    result = daemon(
+        "--audio-file",
+        str(AUDIO / "pair.wav"),
+        "--stt",
+        "nemo",
+        "--stt-model",
+        str(path),
+        "--probe",
+        "none",
+        "--events",
+        str(events),
+        "--spool-dir",
+        spool,
+    )
+    assert result.code == 0, result.err
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    utterances = [e for e in log if e["type"] == "utterance"]
+    assert len(utterances) == 2
+    assert all(u["device"] == "cpu" for u in utterances)
+    assert set(result.out) <= set(" abcdefghijklmnopqrstuvwxyz'\n")
+
+
+def test_output_to_a_file(tmp_path, spool):
+    target = tmp_path / "notes.txt"
+    result = daemon(
+        "--audio-file",
+        str(AUDIO / "pair.wav"),
+        "--probe",
+        "none",
+        "--output",
+        "file",
+        "--output-file",
+        str(target),
+        "--spool-dir",
+        spool,
+    )
+    assert result.code == 0, result.err
+    assert result.out == ""
+    assert len(target.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--audio-file", "/nonexistent.wav"], 2, "no such audio file"),
+        (["--probe", "trace"], 2, "--probe trace needs --trace FILE"),
+        (["--inject-fault", "stt:fire:3"], 2, "expected MODEL:oom|cuda:COUNT"),
+        (["--realtime"], 2, "--realtime needs --audio-file"),
+        (["--output", "file", "--audio-file", str(AUDIO / "pair.wav")], 1, "--output-file"),
+        (
+            [
+                "--probe",
+                "trace",
+                "--trace",
+                "/nonexistent.csv",
+                "--audio-file",
+                str(AUDIO / "pair.wav"),
+            ],
+            2,
+            "no such file",
+        ),
+        (
+            ["--stt-model", "/nonexistent-model", "--audio-file", str(AUDIO / "pair.wav")],
+            1,
+            "not a CTranslate2 Whisper model directory",
+        ),
+        (
+            [
+                "--stt",
+                "nemo",
+                "--stt-model",
+                "/nonexistent.nemo",
+                "--audio-file",
+                str(AUDIO / "pair.wav"),
+            ],
+            1,
+            "no such .nemo file",
+        ),
+    ],
+)
+def test_bad_input_is_one_line(args, code, message, spool):
+    result = daemon(*args, "--spool-dir", spool)
+    assert result.code == code, result.err
+    errors = [line for line in result.err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, result.err
+    assert message in errors[0]
+    assert "Traceback" not in result.err
+
+
+def test_a_bad_config_file_is_one_line(tmp_path, spool):
+    config = tmp_path / "c.toml"
+    config.write_text("[vad]\nmin_silence = 2\n")
+    result = daemon("--config", str(config), "--spool-dir", spool)
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"swictationd: error: {config}: unknown key vad.min_silence (did you mean 'min_silence_s'?)"
+    )
+
+
+def test_without_a_microphone_it_says_so(spool):
+    result = daemon("--probe", "none", "--spool-dir", spool, "--socket", f"{spool}.sock")
+    if result.code == 0:
+        pytest.skip("this machine has a microphone")
+    assert result.code == 1
+    assert "microphone" in result.err.splitlines()[-1] or "PortAudio" in result.err
