@@ -47,5 +47,6 @@ class WhisperRecognizer(SpeechRecognizer):
             language=self._language,
             vad_filter=False,
             condition_on_previous_text=False,
+            without_timestamps=True,
         )
         return " ".join(s.text.strip() for s in segments).strip()

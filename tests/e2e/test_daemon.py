@@ -426,3 +426,23 @@ def test_without_a_microphone_it_says_so(spool):
         pytest.skip("this machine has a microphone")
     assert result.code == 1
     assert "microphone" in result.err.splitlines()[-1] or "PortAudio" in result.err
+
+
+def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool):
+    import socket as sockets
+
+    address = str(tmp_path / "notify.sock")
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(0.1)
+        result = daemon("--audio-file", str(AUDIO / "voice-us.wav"), "--probe", "none",
+                        "--spool-dir", spool, env={"NOTIFY_SOCKET": address})
+        assert result.code == 0, result.err
+        messages = []
+        while True:
+            try:
+                messages.append(listener.recv(4096).decode())
+            except TimeoutError:
+                break
+    assert "READY=1" in messages
+    assert messages.index("READY=1") < messages.index("STOPPING=1")
