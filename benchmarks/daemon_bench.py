@@ -68,24 +68,28 @@ def vad_rtf() -> tuple[float, float]:
     return took / (len(samples) / 16000), len(samples) / 16000
 
 
-def pipeline_rtf() -> dict[str, float]:
+def pipeline_rtf(runs: int = 3) -> dict[str, float]:
+    """The whole pipeline on the file as fast as it goes, best of `runs`."""
     from adapters.audio_file import load_mono_16k
 
-    _, pipeline, _ = _parts(realtime=False)
     duration = len(load_mono_16k(DICTATION)) / 16000
-    began = time.perf_counter()
-    pipeline.start_worker()
-    pipeline.capture()
-    pipeline.finish(None)
-    took = time.perf_counter() - began
-    stats = pipeline.stats
-    return {
-        "audio_s": duration,
-        "pipeline_rtf": took / duration,
-        "stt_rtf": stats.stt_s / stats.audio_s,
-        "utterances": stats.utterances,
-        "longest_s": max(0.0, stats.audio_s / max(1, stats.utterances)),
-    }
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        _, pipeline, _ = _parts(realtime=False)
+        began = time.perf_counter()
+        pipeline.start_worker()
+        pipeline.capture()
+        pipeline.finish(None)
+        took = time.perf_counter() - began
+        stats = pipeline.stats
+        if not best or took / duration < best["pipeline_rtf"]:
+            best = {
+                "audio_s": duration,
+                "pipeline_rtf": took / duration,
+                "stt_rtf": stats.stt_s / stats.audio_s,
+                "utterances": stats.utterances,
+            }
+    return best
 
 
 def latency() -> dict[str, float]:

@@ -435,8 +435,15 @@ def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool):
     with sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(0.1)
-        result = daemon("--audio-file", str(AUDIO / "voice-us.wav"), "--probe", "none",
-                        "--spool-dir", spool, env={"NOTIFY_SOCKET": address})
+        result = daemon(
+            "--audio-file",
+            str(AUDIO / "voice-us.wav"),
+            "--probe",
+            "none",
+            "--spool-dir",
+            spool,
+            env={"NOTIFY_SOCKET": address},
+        )
         assert result.code == 0, result.err
         messages = []
         while True:
