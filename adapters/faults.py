@@ -10,20 +10,6 @@ from domain.model import Placement
 from ports import AudioBlock, SpeechRecognizer
 
 
-class FaultSpecError(ValueError):
-    pass
-
-
-def parse_fault(spec: str) -> tuple[str, str, int]:
-    """'stt:oom:5' -> ('stt', 'oom', 5)."""
-    parts = spec.split(":")
-    if len(parts) != 3 or parts[1] not in ("oom", "cuda") or not parts[2].isdigit():
-        raise FaultSpecError(
-            f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5"
-        )
-    return parts[0], parts[1], int(parts[2])
-
-
 def make_error(kind: str) -> Exception:
     import torch
 

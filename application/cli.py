@@ -234,16 +234,11 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
     import os
-    from pathlib import Path
 
-    from application.config import (
-        ConfigError,
-        check_sections,
-        env_overrides,
-        load_toml,
-        merge,
-    )
-    from application.daemon import EXIT_FAILURE, Daemon, DaemonSettings
+    from adapters.audio_file import AudioFileError
+    from adapters.traces import TraceError
+    from application.config import ConfigError
+    from application.daemon import EXIT_FAILURE, Daemon, resolve_settings
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -254,38 +249,15 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("transitions", "nemo_logger", "faster_whisper", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        config_path = args.config
-        if config_path is None:
-            home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-            default = Path(home) / "swictation" / "config.toml"
-            config_path = str(default) if default.is_file() else None
-        layers = []
-        where = "configuration"
-        if config_path is not None:
-            layers.append(check_sections(load_toml(config_path), config_path))
-            where = config_path
-        layers.append(env_overrides(os.environ))
-        layers.append(check_sections(_cli_sections(args), "command line"))
-        sections = merge(*layers)
-        settings = DaemonSettings.from_sections(
-            sections,
-            where,
-            audio_file=args.audio_file,
-            realtime=args.realtime,
-            faults=tuple(args.inject_fault),
+        settings = resolve_settings(
+            _cli_sections(args),
+            args.config,
+            os.environ,
+            args.audio_file,
+            args.realtime,
+            tuple(args.inject_fault),
         )
-        if settings.probe == "trace" and not settings.trace:
-            raise ConfigError("--probe trace needs --trace FILE")
-        if args.realtime and not args.audio_file:
-            raise ConfigError("--realtime needs --audio-file")
-        from adapters.faults import FaultSpecError, parse_fault
-
-        for spec in settings.faults:
-            try:
-                parse_fault(spec)
-            except FaultSpecError as error:
-                raise ConfigError(str(error)) from None
-    except (ConfigError, ValueError, TypeError) as error:
+    except ConfigError as error:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -293,15 +265,11 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
 
         parts, bind = build_daemon(settings)
     except Exception as error:  # a start-up failure is one line, never a traceback
-        code = (
-            EXIT_USAGE
-            if type(error).__name__ in ("TraceError", "AudioFileError")
-            else (EXIT_FAILURE)
-        )
         cause = error.__cause__ or error
+        bad_input = isinstance(cause, TraceError | AudioFileError)
         logging.getLogger("swictation").debug("start-up failed", exc_info=True)
         print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
-        return code
+        return EXIT_USAGE if bad_input else EXIT_FAILURE
     daemon = Daemon(settings, parts)
     bind(daemon)
     daemon.install_signal_handlers()

@@ -13,7 +13,7 @@ from adapters.audio_file import FileAudioSource
 from adapters.clock import SystemClock
 from adapters.control_socket import ControlServer, default_socket_path
 from adapters.events import JsonlEventSink, NullEventSink
-from adapters.faults import FaultyRecognizer, parse_fault
+from adapters.faults import FaultyRecognizer
 from adapters.host_memory import HostMemoryProbe
 from adapters.memory import InMemoryModelHost, NoProbe, ResidentModelsProbe
 from adapters.microphone import MicrophoneSource
@@ -25,7 +25,7 @@ from adapters.text_output import FileOutput, OutputError, StdoutOutput, wtype_ou
 from adapters.torch_cuda import TorchCudaProbe, cuda_available
 from adapters.torch_models import TorchResidency
 from adapters.traces import TraceProbe, read_trace
-from application.daemon import DaemonSettings
+from application.daemon import DaemonSettings, parse_fault
 from application.guard import GuardService
 from application.pipeline import DictationPipeline
 from application.recovery import RecoveringRunner
@@ -230,7 +230,7 @@ def _control(settings: DaemonSettings) -> Any:
 
 class DaemonContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=DaemonSettings)
-    start_time = providers.Object(time.monotonic())
+    start_time = providers.Singleton(time.monotonic)
 
     clock = providers.Singleton(SystemClock)
     events = providers.Singleton(

@@ -8,11 +8,20 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-from application.config import GuardConfig, build_guard_config
+from application.config import (
+    ConfigError,
+    GuardConfig,
+    build_guard_config,
+    check_sections,
+    env_overrides,
+    load_toml,
+    merge,
+)
 from application.guard import GuardService
 from application.pipeline import DictationPipeline
 from domain.model import Event
@@ -24,6 +33,55 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # could not start: no microphone, a model missing, an output missing
 EXIT_USAGE = 2  # bad flags or configuration
 EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
+
+
+def parse_fault(spec: str) -> tuple[str, str, int]:
+    """'stt:oom:5' -> ('stt', 'oom', 5); ConfigError otherwise."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[1] not in ("oom", "cuda") or not parts[2].isdigit():
+        raise ConfigError(f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5")
+    return parts[0], parts[1], int(parts[2])
+
+
+def default_config_path(environ: Mapping[str, str]) -> str | None:
+    home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    default = Path(home) / "swictation" / "config.toml"
+    return str(default) if default.is_file() else None
+
+
+def resolve_settings(
+    command_line: Mapping[str, Mapping[str, Any]],
+    config_path: str | None,
+    environ: Mapping[str, str],
+    audio_file: str | None = None,
+    realtime: bool = False,
+    faults: tuple[str, ...] = (),
+) -> DaemonSettings:
+    """The configuration file, then SWICTATION_* variables, then the flags; each checked.
+    Raises ConfigError with one line naming what is wrong."""
+    path = config_path if config_path is not None else default_config_path(environ)
+    layers = []
+    where = "configuration"
+    if path is not None:
+        layers.append(check_sections(load_toml(path), path))
+        where = path
+    layers.append(env_overrides(environ))
+    layers.append(check_sections(command_line, "command line"))
+    try:
+        settings = DaemonSettings.from_sections(
+            merge(*layers), where, audio_file=audio_file, realtime=realtime, faults=faults
+        )
+    except (ValueError, TypeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {error}") from None
+    if settings.probe == "trace" and not settings.trace:
+        raise ConfigError("--probe trace needs --trace FILE")
+    if realtime and not audio_file:
+        raise ConfigError("--realtime needs --audio-file")
+    for spec in faults:
+        parse_fault(spec)
+    return settings
 
 
 @attrs.frozen
@@ -120,6 +178,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         sample = self.guard.last_sample
         stats = self.pipeline.stats
+        now = self.guard.clock.now()
         latency = stats.percentiles()
         return {
             "listening": self.pipeline.enabled.is_set(),
@@ -137,7 +196,7 @@ class Daemon:
                 m.name: {
                     "placement": m.placement.value,
                     "size_mib": round(m.size_mib, 1),
-                    "cpu_fallback": self.guard.recovery.pinned_to_cpu(m.name, 0),
+                    "cpu_fallback": self.guard.recovery.pinned_to_cpu(m.name, now),
                 }
                 for m in self.guard.host.models()
             },
