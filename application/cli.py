@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from application.replay import ReplayOptions, replay_main
 
@@ -233,8 +234,6 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    import os
-
     from adapters.audio_file import AudioFileError
     from adapters.traces import TraceError
     from application.config import ConfigError
@@ -338,9 +337,23 @@ def _status_text(reply: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def _guarded(entry: Callable[[], int]) -> None:
+    """Exit with the entrypoint's status; Ctrl-C before handlers exist, or a closed pipe
+    (`| head`), end quietly instead of with a traceback."""
+    try:
+        code = entry()
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
 def run() -> None:
-    sys.exit(main())
+    _guarded(main)
 
 
 def run_daemon() -> None:
-    sys.exit(daemon_main())
+    _guarded(daemon_main)
