@@ -9,6 +9,7 @@ inference meanwhile runs on a CPU instance built on demand. On the CPU,
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,7 +73,7 @@ class CTranslate2Residency:
         if device == self._active:
             return
         if self._active == "cuda":
-            self._instances["cuda"].model.unload_model(to_cpu=True)
+            _unload(self._instances["cuda"], to_cpu=True)
         self._load(device)
         self._active = device
 
@@ -85,9 +86,22 @@ class CTranslate2Residency:
         """Free the active instance's memory (CPU: `to_cpu=False`, the call that frees)."""
         instance = self._instances.get(self._active)
         if instance is not None and instance.model.model_is_loaded:
-            instance.model.unload_model(to_cpu=self._active == "cuda")
+            _unload(instance, to_cpu=self._active == "cuda")
 
     def release(self) -> None:
         for instance in self._instances.values():
             if instance.model.model_is_loaded:
-                instance.model.unload_model(to_cpu=False)
+                _unload(instance, to_cpu=False)
+
+
+def _unload(instance: Any, to_cpu: bool, timeout_s: float = 5.0) -> None:
+    """CTranslate2 skips an unload, silently, while the model's lock is held by work still
+    finishing inside it; ask again until it is done."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        instance.model.unload_model(to_cpu=to_cpu)
+        if not instance.model.model_is_loaded:
+            return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"CTranslate2 did not unload the model within {timeout_s:g}s")
+        time.sleep(0.01)
