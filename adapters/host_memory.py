@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from domain.model import MemorySample, ProbeUnavailable
 from ports import Clock, GpuProbe
@@ -16,6 +17,7 @@ class HostMemoryProbe(GpuProbe):
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        self._process: Any = None
 
     def sample(self) -> MemorySample | ProbeUnavailable:
         t = self._clock.now()
@@ -23,8 +25,10 @@ class HostMemoryProbe(GpuProbe):
             import psutil
         except ImportError:
             return ProbeUnavailable(t, "psutil is not installed")
+        if self._process is None:
+            self._process = psutil.Process(os.getpid())
         memory = psutil.virtual_memory()
-        own = psutil.Process(os.getpid()).memory_info().rss
+        own = self._process.memory_info().rss
         return MemorySample(
             t, (memory.total - memory.available) / MIB, memory.total / MIB, own / MIB
         )

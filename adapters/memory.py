@@ -215,8 +215,12 @@ class ResidentModelsProbe(GpuProbe):
         if isinstance(reading, ProbeUnavailable):
             return reading
         own = self._host.gpu_resident_mib()
-        return attrs.evolve(
-            reading, used_mib=reading.used_mib + own, own_mib=(reading.own_mib or 0.0) + own
+        return MemorySample(
+            reading.t,
+            reading.used_mib + own,
+            reading.total_mib,
+            (reading.own_mib or 0.0) + own,
+            reading.processes,
         )
 
     def describe(self) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from ports import AudioBlock, AudioSource
+
+log = logging.getLogger("swictation.audio")
 
 RATE = 16000
 BLOCK = 512
@@ -58,11 +61,12 @@ class MicrophoneSource(AudioSource):
         self._block = block
         self._queue: queue.Queue[Any] = queue.Queue()
         self._closed = threading.Event()
-        self.overflows = 0
+        self._overflowed = False
 
     def _callback(self, data: Any, frames: int, when: Any, status: Any) -> None:
-        if status.input_overflow:
-            self.overflows += 1
+        if status.input_overflow and not self._overflowed:
+            self._overflowed = True
+            log.warning("microphone input overflowed: audio was lost before it reached us")
         self._queue.put(data[:, 0].copy())
 
     def blocks(self) -> Iterator[AudioBlock]:

@@ -25,12 +25,14 @@ class SileroVoiceDetector(VoiceDetector):
     """Speech probability of one 32 ms block, on whatever device the host has the model."""
 
     def __init__(self, host: Any, name: str = "vad") -> None:
+        import torch
+
+        self._torch = torch
         self._host = host
         self._name = name
 
     def speech_probability(self, block: AudioBlock) -> float:
-        import torch
-
+        torch = self._torch
         model = self._host.model(self._name)
         device = self._host.device(self._name)
         with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from adapters.torch_cuda import cuda_available
@@ -25,9 +26,8 @@ def module_footprint_mib(module: Any) -> float:
 
 
 def module_device(module: Any) -> str:
-    for tensor in (*module.parameters(), *module.buffers()):
-        return str(tensor.device.type)
-    return "cpu"
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return "cpu" if first is None else str(first.device.type)
 
 
 class TorchResidency:

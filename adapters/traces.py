@@ -17,15 +17,6 @@ import attrs
 from domain.model import MemorySample, ProbeUnavailable
 from ports import GpuProbe
 
-KNOWN_FIELDS = (
-    "timestamp",
-    "index",
-    "uuid",
-    "pci.bus_id",
-    "memory.used",
-    "memory.total",
-    "memory.free",
-)
 _UNITS = {
     "b": 1 / 2**20,
     "kib": 1 / 1024,
@@ -292,6 +283,11 @@ def _csv_rows(
     last_total_text: str | None = None
     size = 0.0
     header_key = [f.strip() for f in header] if header else None
+
+    def repeated_header(row: list[str]) -> bool:
+        # Logging loops often print the header again before every row.
+        return header_key is not None and [f.strip() for f in row] == header_key
+
     fast = i_used is not None and i_total is not None and total_override is None
     # The fast path handles the common row (same GPU, same total, a cached minute) inline;
     # anything else goes through the careful path, which also fills the caches.
@@ -318,7 +314,7 @@ def _csv_rows(
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != width:
-            if header_key is not None and [f.strip() for f in row] == header_key:
+            if repeated_header(row):
                 continue
             raise TraceError(
                 path,
@@ -329,7 +325,7 @@ def _csv_rows(
             raw = row[i_gpu]
             key = raw.strip()
             if key not in seen:
-                if header_key is not None and [f.strip() for f in row] == header_key:
+                if repeated_header(row):
                     continue
                 seen.add(key)
                 # A UUID or bus id is named by its order of appearance, as nvidia-smi counts.
@@ -351,7 +347,7 @@ def _csv_rows(
                 last_total_text = row[i_total]
             value = _memory(row[i_used]) if i_used is not None else size - _memory(row[i_free])
         except ValueError as error:
-            if header_key is not None and [f.strip() for f in row] == header_key:
+            if repeated_header(row):
                 continue
             raise TraceError(path, reader.line_num, str(error)) from None
         if not size > 0:

@@ -9,6 +9,7 @@ from domain.model import Action, ActionKind, Event
 from ports import CleanupResult, EventSink, ModelHost, MoveResult
 
 log = logging.getLogger("swictation.guard")
+_MOVES = (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU)
 
 
 class ActionExecutor:
@@ -30,7 +31,7 @@ class ActionExecutor:
         if kind in (ActionKind.COLLECT_GARBAGE, ActionKind.AGGRESSIVE_CLEANUP):
             cleaned: CleanupResult = self._host.cleanup(kind is ActionKind.AGGRESSIVE_CLEANUP)
             detail["freed_mib"] = round(cleaned.freed_mib, 1)
-        elif kind in (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU):
+        elif kind in _MOVES:
             assert action.model is not None
             device = "cuda" if kind is ActionKind.RESTORE else "cpu"
             moved: MoveResult = self._host.move(action.model, device)
@@ -41,9 +42,7 @@ class ActionExecutor:
                 log.warning("%s %s not carried out: %s", kind.value, action.model, moved.reason)
         elif kind is ActionKind.SHUTDOWN and self._on_shutdown is not None:
             self._on_shutdown(action.reason)
-        if kind in (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU) or (
-            kind is ActionKind.SHUTDOWN
-        ):
+        if kind in _MOVES or kind is ActionKind.SHUTDOWN:
             log.warning(
                 "%s%s: %s", kind.value, f" {action.model}" if action.model else "", action.reason
             )

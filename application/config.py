@@ -11,7 +11,9 @@ from typing import Any
 
 import attrs
 
+from domain.legacy import LegacyPolicy
 from domain.model import PRESETS, Thresholds, Tuning
+from domain.policy import GuardPolicy, Policy
 
 
 class ConfigError(ValueError):
@@ -161,6 +163,12 @@ class GuardConfig:
     thresholds: Thresholds = attrs.field(factory=Thresholds)
     tuning: Tuning = attrs.field(factory=Tuning)
     policy: str = "default"
+
+    def make_policy(self, name: str | None = None) -> Policy:
+        """A fresh policy: `name` (default: the configured one); legacy ignores thresholds."""
+        if (name or self.policy) == "legacy":
+            return LegacyPolicy()
+        return GuardPolicy(self.thresholds, self.tuning)
 
 
 def build_guard_config(

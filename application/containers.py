@@ -216,12 +216,6 @@ def _output(settings: DaemonSettings) -> Any:
     return StdoutOutput()
 
 
-def _policy(settings: DaemonSettings) -> Any:
-    if settings.guard.policy == "legacy":
-        return LegacyPolicy()
-    return GuardPolicy(settings.guard.thresholds, settings.guard.tuning)
-
-
 def _control(settings: DaemonSettings) -> Any:
     if settings.audio_file and not settings.socket:
         return None  # a file run is not a session to control unless asked
@@ -273,7 +267,7 @@ class DaemonContainer(containers.DeclarativeContainer):
         GuardService,
         probe=probe,
         host=host,
-        policy=providers.Singleton(_policy, settings),
+        policy=providers.Singleton(lambda s: s.guard.make_policy(), settings),
         events=events,
         clock=clock,
         recovery=recovery,

@@ -44,14 +44,15 @@ class GuardService:
         self.clock = clock
         self.recovery = recovery or RecoveryTracker()
         self._busy = busy or (lambda: False)
-        self._shutdown_reason: str | None = None
         self.on_shutdown = on_shutdown
         self._executor = ActionExecutor(host, events, self._shutdown)
         self._record_samples = record_samples
         self._t0 = clock.now() if start_time is None else start_time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_decision: Decision | None = None
+        self._fallback_interval = float(
+            getattr(getattr(policy, "thresholds", None), "interval_s", 2.0)
+        )
         self.last_sample: MemorySample | None = None
         self.ticks = 0
         self.errors = 0
@@ -59,10 +60,6 @@ class GuardService:
     @property
     def level(self) -> Level:
         return self.policy.level
-
-    @property
-    def shutdown_reason(self) -> str | None:
-        return self._shutdown_reason
 
     def elapsed(self, t: float) -> float:
         return t - self._t0
@@ -79,7 +76,6 @@ class GuardService:
         reading = self.probe.sample()
         t = reading.t
         observation = Observation(reading, self._models(t), self._busy())
-        previous = self.policy.level
         decision = self.policy.observe(observation)
         rel = self.elapsed(t)
         self.ticks += 1
@@ -99,10 +95,10 @@ class GuardService:
             self.events.emit(
                 Event(rel, "probe", decision.level.name, detail={"unavailable": reading.reason})
             )
-        if decision.level is not previous:
+        if decision.changed:
             log.warning(
                 "memory pressure %s -> %s (%s)",
-                previous.name,
+                decision.previous.name,
                 decision.level.name,
                 "unknown" if decision.usage is None else f"{decision.usage:.1%}",
             )
@@ -112,16 +108,14 @@ class GuardService:
                     "level",
                     decision.level.name,
                     usage=decision.usage,
-                    detail={"from": previous.name},
+                    detail={"from": decision.previous.name},
                 )
             )
         for action in decision.actions:
             self._executor.perform(action, rel, decision.usage)
-        self.last_decision = decision
         return decision
 
     def _shutdown(self, reason: str) -> None:
-        self._shutdown_reason = reason
         self._stop.set()
         if self.on_shutdown is not None:
             self.on_shutdown(reason)
@@ -130,7 +124,7 @@ class GuardService:
         """Run the loop in the calling thread until stopped, SHUTDOWN, or `duration_s`."""
         end = None if duration_s is None else self.clock.now() + duration_s
         while not self._stop.is_set():
-            interval = self._default_interval()
+            interval = self._fallback_interval
             try:
                 interval = self.tick().next_poll_s
             except Exception:
@@ -142,10 +136,6 @@ class GuardService:
                 interval = min(interval, max(0.0, end - self.clock.now()))
             if self.clock.wait(interval, self._stop):
                 break
-
-    def _default_interval(self) -> float:
-        thresholds = getattr(self.policy, "thresholds", None)
-        return float(getattr(thresholds, "interval_s", 2.0))
 
     def start(self) -> None:
         if self._thread is not None:

@@ -154,7 +154,7 @@ class DictationPipeline:
                 if self._stop_capture.is_set():
                     break
                 if not self.enabled.is_set():
-                    self._drop_open_speech()
+                    self._drop_open_speech(block)
                     continue
                 self._blocks.append(block)
                 probability = self._probability(block)
@@ -176,10 +176,13 @@ class DictationPipeline:
                 self._vad_failed = True
             return 1.0
 
-    def _drop_open_speech(self) -> None:
+    def _drop_open_speech(self, block: AudioBlock) -> None:
+        """Toggled off: nothing is kept, and the segmenter stays aligned with the stream so
+        that speech after the toggle is cut from the right samples."""
         if self._segmenter.in_speech or self._blocks:
-            self._segmenter = Segmenter(self._segmenter.settings, RATE)
+            self._vad.reset()
             self._blocks.clear()
+        self._segmenter.reset(round(block.t * RATE) + len(block.samples))
 
     def _trim(self) -> None:
         keep_from = self._segmenter.open_start()

@@ -14,11 +14,9 @@ import attrs
 
 from adapters.events import JsonlEventSink
 from adapters.traces import Trace, TraceError, parse_size_mib, read_trace
-from application.config import ConfigError, GuardConfig, load_guard_config
+from application.config import ConfigError, load_guard_config
 from application.simulation import ModelSpec, SimulationReport, simulate
-from domain.legacy import LegacyPolicy
 from domain.model import Level
-from domain.policy import GuardPolicy, Policy
 
 PROGRESS_FROM_ROWS = 200_000
 
@@ -58,12 +56,6 @@ def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
             raise UsageError(f"--model {spec}: {name.strip()!r} is given twice")
         models.append(ModelSpec(name.strip(), mib))
     return models
-
-
-def make_policy(name: str, config: GuardConfig) -> Policy:
-    if name == "legacy":
-        return LegacyPolicy()
-    return GuardPolicy(config.thresholds, config.tuning)
 
 
 def _progress(
@@ -127,7 +119,7 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
                     trace.times,
                     base,
                     trace.total_mib,
-                    make_policy(name, config),
+                    config.make_policy(name),
                     models,
                     tuning=config.tuning,
                     events=sink,

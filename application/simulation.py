@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from adapters.events import NullEventSink
-from adapters.memory import FakeClock, InMemoryModelHost
+from adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
 from application.guard import GuardService
 from domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
 from domain.policy import Policy
@@ -61,21 +61,18 @@ class SimulationReport:
         }
 
 
-class _Feed(GpuProbe):
-    """The trace row the guard sees: the latest at or before the clock, plus our models."""
+class _Row(GpuProbe):
+    """The trace row the guard sees: the latest at or before the clock (the simulator moves
+    it along); our resident models are added by `ResidentModelsProbe`."""
 
-    def __init__(self, clock: FakeClock, host: InMemoryModelHost) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self._clock = clock
-        self._host = host
         self.used = 0.0
         self.total = 1.0
         self.own: float | None = None
 
     def sample(self) -> MemorySample | ProbeUnavailable:
-        resident = self._host.gpu_resident_mib()
-        return MemorySample(
-            self._clock.now(), self.used + resident, self.total, (self.own or 0.0) + resident
-        )
+        return MemorySample(self._clock.now(), self.used, self.total, self.own)
 
     def describe(self) -> str:
         return "trace replay"
@@ -108,10 +105,10 @@ def simulate(
     host = InMemoryModelHost(
         clock, (ModelState(m.name, m.size_mib, offloadable=m.offloadable) for m in models), tuning
     )
-    feed = _Feed(clock, host)
+    feed = _Row(clock)
     sink = events or NullEventSink()
     guard = GuardService(
-        feed,
+        ResidentModelsProbe(feed, host),
         host,
         policy,
         sink,

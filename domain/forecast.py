@@ -33,9 +33,9 @@ class GrowthForecast:
         cov = sum((p[0] - mean_t) * (p[1] - mean_u) for p in points)
         return cov / var
 
-    def time_to_exhaustion_s(self, free_mib: float) -> float | None:
-        """Seconds until `free_mib` is used up at the fitted rate; None when not growing."""
-        slope = self.slope_mib_s()
-        if slope is None or slope <= 0:
-            return None
-        return max(0.0, free_mib) / slope
+
+def time_to_exhaustion_s(free_mib: float, slope_mib_s: float | None) -> float | None:
+    """Seconds until `free_mib` is used up at the fitted rate; None when not growing."""
+    if slope_mib_s is None or slope_mib_s <= 0:
+        return None
+    return max(0.0, free_mib) / slope_mib_s

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from domain.forecast import GrowthForecast
+from domain.forecast import GrowthForecast, time_to_exhaustion_s
 from domain.machine import PressureMachine
 from domain.model import (
     Action,
@@ -116,7 +116,8 @@ class GuardPolicy:
         self._track_restore_room(models, used, total, t)
 
         actions: list[Action] = []
-        tte = self._forecast.time_to_exhaustion_s(total - used)
+        slope = self._forecast.slope_mib_s()
+        tte = time_to_exhaustion_s(total - used, slope)
         if level is Level.SHUTDOWN:
             actions.append(
                 Action(
@@ -137,10 +138,10 @@ class GuardPolicy:
         actions.extend(self._cleanup(level, previous, t))
         interval = self._interval(sample, tte, bool(in_flight))
         actions.extend(
-            self._offloads(level, sample, used - leaving_mib, offloadable, tte, interval)
+            self._offloads(level, sample, used - leaving_mib, offloadable, slope, interval)
         )
         if level is Level.NORMAL and not observation.busy and not in_flight:
-            actions.extend(self._restore(models, sample))
+            actions.extend(self._restore(models, sample, slope or 0.0))
         return Decision(t, level, previous, tuple(actions), interval, sample.usage, tte)
 
     # -- levels -------------------------------------------------------------------------
@@ -232,11 +233,12 @@ class GuardPolicy:
         sample: MemorySample,
         projected_mib: float,
         candidates: Sequence[ModelState],
-        tte: float | None,
+        slope: float | None,
         interval: float,
     ) -> list[Action]:
         if not candidates:
             return []
+        tte = time_to_exhaustion_s(sample.free_mib, slope)
         th = self.thresholds
         total = sample.total_mib
         target_mib = min(th.critical * total, total - th.critical_free_mib)
@@ -248,8 +250,7 @@ class GuardPolicy:
         elif tte is not None:
             all_out = self.tuning.transfer_s(sum(m.size_mib for m in candidates))
             lead = self.tuning.forecast_safety * (interval + all_out)
-            if tte <= lead:
-                slope = (total - sample.used_mib) / tte if tte > 0 else math.inf
+            if tte <= lead and slope is not None:
                 need = projected_mib + min(slope * lead, total) - target_mib
                 plan = plan_offload(candidates, need, self.tuning)
                 reason = f"forecast: card full in {tte:.1f}s, offload takes {all_out:.1f}s"
@@ -269,9 +270,10 @@ class GuardPolicy:
             else:
                 self._restore_ok_since.pop(model.name, None)
 
-    def _restore(self, models: Sequence[ModelState], sample: MemorySample) -> list[Action]:
+    def _restore(
+        self, models: Sequence[ModelState], sample: MemorySample, slope: float
+    ) -> list[Action]:
         t = sample.t
-        slope = self._forecast.slope_mib_s() or 0.0
         waiting = [
             m
             for m in models
@@ -311,7 +313,3 @@ class GuardPolicy:
             # A model on the GPU by other means is no longer ours to restore.
             if model.placement is Placement.GPU:
                 self._offloaded.discard(model.name)
-
-    def restore_backoff_s(self, model: str, t: float) -> float:
-        """Seconds until `model` may be restored again (0 when no back-off is running)."""
-        return max(0.0, self._backoff_until.get(model, -math.inf) - t)

@@ -59,6 +59,15 @@ class Segmenter:
         """Where the utterance in progress begins (with padding), if one is open."""
         return None if self._start is None else max(0, self._start - self._pad)
 
+    def reset(self, position: int) -> None:
+        """Forget any open speech and go on from stream sample `position` (audio between was
+        not listened to, e.g. while dictation was toggled off)."""
+        self._start = None
+        self._voiced = 0
+        self._continued = False
+        self._position = position
+        self._last_voice = position
+
     def push(self, samples: int, probability: float) -> list[Span]:
         """Feed one block of `samples` with its speech probability; returns finished spans."""
         s = self.settings

@@ -137,3 +137,25 @@ def test_toggled_off_audio_is_not_transcribed(tmp_path):
     pipeline.enabled.clear()
     run_all(pipeline)
     assert output.lines == []
+
+
+def test_speech_after_a_toggle_is_cut_from_the_right_samples(tmp_path):
+    blocks = audio(("speech", 1.0), ("silence", 1.0), ("speech", 1.2), ("silence", 1.2))
+    pipeline, output, stt, _, _ = build(blocks, ["second"], tmp_path)
+    off_until = int(2.0 * RATE / BLOCK)  # listening again from 2.0 s, before the second
+    source = pipeline._source
+
+    class Toggled(ListAudioSource):
+        def blocks(self):
+            for i, block in enumerate(source.blocks()):
+                (pipeline.enabled.clear if i < off_until else pipeline.enabled.set)()
+                yield block
+
+    pipeline._source = Toggled([])
+    run_all(pipeline)
+    assert output.lines == ["second"]
+    (heard,) = stt.heard
+    # The second utterance's audio: its 1.2 s of tone and the trailing padding (the leading
+    # padding would reach back into the time it was toggled off), not silence.
+    assert len(heard.samples) / RATE == pytest.approx(1.2 + 0.2, abs=0.05)
+    assert np.abs(heard.samples).mean() > 0.1
