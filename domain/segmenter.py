@@ -46,6 +46,9 @@ class Segmenter:
         self._voiced = 0  # voiced samples in the open utterance
         self._continued = False  # the open utterance continues one cut by the length limit
         self._position = 0
+        # Where the last span handed out ended: padding never reaches back before it, so no
+        # sample is transcribed twice.
+        self._floor = 0
 
     @property
     def in_speech(self) -> bool:
@@ -57,7 +60,7 @@ class Segmenter:
 
     def open_start(self) -> int | None:
         """Where the utterance in progress begins (with padding), if one is open."""
-        return None if self._start is None else max(0, self._start - self._pad)
+        return None if self._start is None else max(self._floor, self._start - self._pad)
 
     def reset(self, position: int) -> None:
         """Forget any open speech and go on from stream sample `position` (audio between was
@@ -67,6 +70,7 @@ class Segmenter:
         self._continued = False
         self._position = position
         self._last_voice = position
+        self._floor = position
 
     def push(self, samples: int, probability: float) -> list[Span]:
         """Feed one block of `samples` with its speech probability; returns finished spans."""
@@ -92,7 +96,7 @@ class Segmenter:
         if opened is not None and end - opened >= self._max:
             # Long speech: cut here and go on with a new utterance at once.
             done.append(Span(opened, end, split=True))
-            self._start = end + self._pad
+            self._floor = self._start = end
             self._voiced = 0
             self._continued = True
         return done
@@ -114,4 +118,5 @@ class Segmenter:
         end = min(end, self._position)
         if voiced == 0 or (voiced < self._min_speech and not (at_end or continued)):
             return None  # a click or a cough, not speech
+        self._floor = end
         return Span(start, end)

@@ -1,10 +1,21 @@
-"""Markers: `gpu` tests need CUDA, `audio` tests a microphone; both skip where missing."""
+"""Markers: `gpu` tests need CUDA, `audio` tests a microphone; both skip where missing.
+Hypothesis: under CI (`CI` set) property tests run derandomized (the same examples every run,
+so a red run replays as it was); locally the random search goes on, and `HYPOTHESIS_PROFILE`
+picks either profile by name."""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @functools.cache

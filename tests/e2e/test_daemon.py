@@ -455,3 +455,36 @@ def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool):
                 break
     assert "READY=1" in messages
     assert messages.index("READY=1") < messages.index("STOPPING=1")
+
+
+def test_short_pauses_and_clicks_never_type_a_word_twice(tmp_path, spool):
+    """Issue 14: sentences 0.8 s apart (the end-of-utterance pause exactly) with one-block
+    clicks in the pauses; the spans never overlap, so no word reaches the recognizer twice."""
+    import numpy as np
+    import soundfile
+
+    rate = 16000
+    said = [
+        ("voice-us.wav", "The weather today is cold and windy with some rain."),
+        ("voice-gb.wav", "Please send the report to the team before lunch."),
+        ("voice-female.wav", "Remember to buy milk, bread and coffee on the way home."),
+    ]
+    pause = np.zeros(int(0.8 * rate), dtype=np.float32)
+    click = np.random.default_rng(14).uniform(-0.5, 0.5, 512).astype(np.float32)
+    parts = [np.zeros(int(0.3 * rate), dtype=np.float32)]
+    for name, _ in said:
+        voice, voice_rate = soundfile.read(AUDIO / name, dtype="float32")
+        assert voice_rate == rate
+        parts += [voice, pause[: len(pause) // 2], click, pause[: len(pause) // 2]]
+    parts.append(np.zeros(rate, dtype=np.float32))
+    recording = tmp_path / "clicks.wav"
+    soundfile.write(recording, np.concatenate(parts), rate)
+
+    result = daemon("--audio-file", str(recording), "--probe", "none", "--spool-dir", spool)
+    assert result.code == 0, result.err
+    reference = " ".join(text for _, text in said)
+    assert word_error_rate(reference, result.out) <= 0.2, result.out
+    assert len(result.out.splitlines()) == len(said), result.out
+    heard, expected = words(result.out), words(reference)
+    doubled = {w for w in expected if heard.count(w) > expected.count(w)}
+    assert not doubled, result.out
