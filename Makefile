@@ -24,7 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy domain ports adapters application
+	$(BIN)/mypy -p swictation
 	$(BIN)/lint-imports
 
 test: lint

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ports import AudioBlock, AudioSource
+from swictation.ports import AudioBlock, AudioSource
 
 RATE = 16000
 BLOCK = 512  # 32 ms at 16 kHz: the block Silero VAD takes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ports import Clock
+from swictation.ports import Clock
 
 
 class SystemClock(Clock):

@@ -8,7 +8,7 @@ CTranslate2 raises RuntimeError("... out of memory").
 
 from __future__ import annotations
 
-from domain.recovery import ErrorKind
+from swictation.domain.recovery import ErrorKind
 
 _OOM_MARKERS = (
     "out of memory",

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from domain.model import Event
-from ports import EventSink
+from swictation.domain.model import Event
+from swictation.ports import EventSink
 
 
 class JsonlEventSink(EventSink):

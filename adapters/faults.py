@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from domain.model import Placement
-from ports import AudioBlock, SpeechRecognizer
+from swictation.domain.model import Placement
+from swictation.ports import AudioBlock, SpeechRecognizer
 
 
 def make_error(kind: str) -> Exception:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from domain.model import MemorySample, ProbeUnavailable
-from ports import Clock, GpuProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.ports import Clock, GpuProbe
 
 MIB = 1024 * 1024
 

@@ -9,9 +9,16 @@ from contextlib import contextmanager
 
 import attrs
 
-from domain.model import Event, MemorySample, ModelState, Placement, ProbeUnavailable, Tuning
-from domain.recovery import ErrorKind
-from ports import (
+from swictation.domain.model import (
+    Event,
+    MemorySample,
+    ModelState,
+    Placement,
+    ProbeUnavailable,
+    Tuning,
+)
+from swictation.domain.recovery import ErrorKind
+from swictation.ports import (
     AudioBlock,
     AudioSource,
     CleanupResult,

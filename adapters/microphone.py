@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ports import AudioBlock, AudioSource
+from swictation.ports import AudioBlock, AudioSource
 
 log = logging.getLogger("swictation.audio")
 

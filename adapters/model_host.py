@@ -12,11 +12,11 @@ from typing import Any, Protocol
 
 import attrs
 
-from adapters.cuda_errors import classify_cuda_error
-from adapters.torch_cuda import cuda_available, release_memory
-from domain.model import ModelState, Placement
-from domain.recovery import ErrorKind
-from ports import CleanupResult, ModelHost, MoveResult
+from swictation.adapters.cuda_errors import classify_cuda_error
+from swictation.adapters.torch_cuda import cuda_available, release_memory
+from swictation.domain.model import ModelState, Placement
+from swictation.domain.recovery import ErrorKind
+from swictation.ports import CleanupResult, ModelHost, MoveResult
 
 
 class Residency(Protocol):

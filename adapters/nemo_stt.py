@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ports import AudioBlock, SpeechRecognizer
+from swictation.ports import AudioBlock, SpeechRecognizer
 
 DEFAULT_NEMO_MODEL = "nvidia/canary-1b-flash"
 

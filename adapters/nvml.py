@@ -7,8 +7,8 @@ import os
 import threading
 from typing import Any
 
-from domain.model import MemorySample, ProbeUnavailable, ProcessUsage
-from ports import Clock, GpuProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable, ProcessUsage
+from swictation.ports import Clock, GpuProbe
 
 MIB = 1024 * 1024
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ports import AudioBlock, VoiceDetector
+from swictation.ports import AudioBlock, VoiceDetector
 
 
 def load_silero() -> Any:

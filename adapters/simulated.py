@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from adapters.memory import InMemoryModelHost
-from adapters.model_host import RealModelHost
-from domain.model import ModelState, Placement, Tuning
-from domain.recovery import ErrorKind
-from ports import CleanupResult, Clock, ModelHost, MoveResult
+from swictation.adapters.memory import InMemoryModelHost
+from swictation.adapters.model_host import RealModelHost
+from swictation.domain.model import ModelState, Placement, Tuning
+from swictation.domain.recovery import ErrorKind
+from swictation.ports import CleanupResult, Clock, ModelHost, MoveResult
 
 
 class SimulatedGpuHost(ModelHost):

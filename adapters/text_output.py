@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 from typing import TextIO
 
-from ports import TextOutput
+from swictation.ports import TextOutput
 
 
 class OutputError(RuntimeError):

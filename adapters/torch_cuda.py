@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from domain.model import MemorySample, ProbeUnavailable
-from ports import CleanupResult, Clock, GpuProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.ports import CleanupResult, Clock, GpuProbe
 
 MIB = 1024 * 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from adapters.torch_cuda import cuda_available
+from swictation.adapters.torch_cuda import cuda_available
 
 MIB = 1024 * 1024
 

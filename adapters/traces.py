@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
-from domain.model import MemorySample, ProbeUnavailable
-from ports import GpuProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.ports import GpuProbe
 
 _UNITS = {
     "b": 1 / 2**20,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters.ctranslate2_models import CTranslate2Residency
-from ports import AudioBlock, SpeechRecognizer
+from swictation.adapters.ctranslate2_models import CTranslate2Residency
+from swictation.ports import AudioBlock, SpeechRecognizer
 
 
 def default_whisper_dir() -> str:

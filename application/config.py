@@ -11,9 +11,9 @@ from typing import Any
 
 import attrs
 
-from domain.legacy import LegacyPolicy
-from domain.model import PRESETS, Thresholds, Tuning
-from domain.policy import GuardPolicy, Policy
+from swictation.domain.legacy import LegacyPolicy
+from swictation.domain.model import PRESETS, Thresholds, Tuning
+from swictation.domain.policy import GuardPolicy, Policy
 
 
 class ConfigError(ValueError):

@@ -17,17 +17,17 @@ DICTATION = ROOT / "examples" / "audio" / "dictation.wav"
 
 
 def _parts(realtime: bool):
-    from adapters.audio_file import FileAudioSource
-    from adapters.clock import SystemClock
-    from adapters.memory import EventList, ListOutput
-    from adapters.model_host import RealModelHost
-    from adapters.silero import SileroVoiceDetector, load_silero
-    from adapters.torch_models import TorchResidency
-    from adapters.whisper_stt import WhisperRecognizer, whisper_residency
-    from application.pipeline import DictationPipeline
-    from application.recovery import RecoveringRunner
-    from application.spool import Spool
-    from domain.recovery import RecoveryTracker
+    from swictation.adapters.audio_file import FileAudioSource
+    from swictation.adapters.clock import SystemClock
+    from swictation.adapters.memory import EventList, ListOutput
+    from swictation.adapters.model_host import RealModelHost
+    from swictation.adapters.silero import SileroVoiceDetector, load_silero
+    from swictation.adapters.spool import Spool
+    from swictation.adapters.torch_models import TorchResidency
+    from swictation.adapters.whisper_stt import WhisperRecognizer, whisper_residency
+    from swictation.application.services.pipeline import DictationPipeline
+    from swictation.application.services.recovery import RecoveringRunner
+    from swictation.domain.recovery import RecoveryTracker
 
     host = RealModelHost()
     host.register("vad", TorchResidency(load_silero()))
@@ -48,11 +48,11 @@ def _parts(realtime: bool):
 
 
 def vad_rtf() -> tuple[float, float]:
-    from adapters.audio_file import load_mono_16k
-    from adapters.model_host import RealModelHost
-    from adapters.silero import SileroVoiceDetector, load_silero
-    from adapters.torch_models import TorchResidency
-    from ports import AudioBlock
+    from swictation.adapters.audio_file import load_mono_16k
+    from swictation.adapters.model_host import RealModelHost
+    from swictation.adapters.silero import SileroVoiceDetector, load_silero
+    from swictation.adapters.torch_models import TorchResidency
+    from swictation.ports import AudioBlock
 
     host = RealModelHost()
     host.register("vad", TorchResidency(load_silero()))
@@ -70,7 +70,7 @@ def vad_rtf() -> tuple[float, float]:
 
 def pipeline_rtf(runs: int = 3) -> dict[str, float]:
     """The whole pipeline on the file as fast as it goes, best of `runs`."""
-    from adapters.audio_file import load_mono_16k
+    from swictation.adapters.audio_file import load_mono_16k
 
     duration = len(load_mono_16k(DICTATION)) / 16000
     best: dict[str, float] = {}
@@ -114,13 +114,13 @@ def latency() -> dict[str, float]:
 
 
 def _guard(interval_s: float):
-    from adapters.clock import SystemClock
-    from adapters.events import NullEventSink
-    from adapters.host_memory import HostMemoryProbe
-    from adapters.memory import InMemoryModelHost
-    from application.guard import GuardService
-    from domain.model import ModelState, Thresholds
-    from domain.policy import GuardPolicy
+    from swictation.adapters.clock import SystemClock
+    from swictation.adapters.events import NullEventSink
+    from swictation.adapters.host_memory import HostMemoryProbe
+    from swictation.adapters.memory import InMemoryModelHost
+    from swictation.application.services.guard import GuardService
+    from swictation.domain.model import ModelState, Thresholds
+    from swictation.domain.policy import GuardPolicy
 
     clock = SystemClock()
     th = attrs.evolve(Thresholds(), interval_s=interval_s, min_interval_s=min(0.1, interval_s))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.machine import PressureMachine
-from domain.model import (
+from swictation.domain.machine import PressureMachine
+from swictation.domain.model import (
     Action,
     ActionKind,
     Decision,

@@ -7,7 +7,7 @@ from typing import Any
 
 from transitions import EventData, Machine
 
-from domain.model import Level
+from swictation.domain.model import Level
 
 _LIVE = [level.name for level in Level if level is not Level.SHUTDOWN]
 

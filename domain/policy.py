@@ -8,9 +8,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from domain.forecast import GrowthForecast, time_to_exhaustion_s
-from domain.machine import PressureMachine
-from domain.model import (
+from swictation.domain.forecast import GrowthForecast, time_to_exhaustion_s
+from swictation.domain.machine import PressureMachine
+from swictation.domain.model import (
     Action,
     ActionKind,
     Decision,

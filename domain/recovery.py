@@ -6,7 +6,7 @@ import enum
 
 import attrs
 
-from domain.model import Action, ActionKind, Tuning
+from swictation.domain.model import Action, ActionKind, Tuning
 
 
 class ErrorKind(enum.Enum):

@@ -9,8 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from domain.model import Event, MemorySample, ModelState, ProbeUnavailable
-from domain.recovery import ErrorKind
+from swictation.domain.model import Event, MemorySample, ModelState, ProbeUnavailable
+from swictation.domain.recovery import ErrorKind
 
 
 @attrs.frozen

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +62,40 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path):
     assert result.err.strip() == (
         "swictation replay: error: --plot needs matplotlib: pip install 'swictation[plot]'"
     )
+
+
+@pytest.mark.parametrize("program", ["swictation", "swictationd"])
+def test_version(program):
+    result = run_command(program, "--version")
+    assert result.code == 0
+    assert result.out.split() == [program, importlib.metadata.version("swictation")]
+
+
+def test_the_wheel_installs_everything_under_one_namespace(tmp_path):
+    """Built as a user's pip would build it: every module lives under `swictation/`, and
+    nothing named `domain`, `ports`, `adapters` or `application` lands at the top."""
+    root = Path(__file__).parents[2]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("swictation-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"swictation"}
+    for layer in ("domain", "ports", "adapters", "application"):
+        assert f"swictation/{layer}/__init__.py" in names
+    assert "swictation/application/services/guard.py" in names
+    assert "swictation/application/entrypoints/cli.py" in names

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from adapters.control_socket import (
+from swictation.adapters.control_socket import (
     MAX_REQUEST,
     ControlError,
     ControlServer,

@@ -8,18 +8,18 @@ import pytest
 import soundfile
 import torch
 
-from adapters.audio_file import AudioFileError, FileAudioSource, load_mono_16k
-from adapters.memory import FakeClock
-from adapters.model_host import RealModelHost
-from adapters.simulated import SimulatedGpuHost
-from adapters.torch_models import TorchResidency
-from adapters.traces import TraceProbe, read_trace
-from domain.model import Placement
+from swictation.adapters.audio_file import AudioFileError, FileAudioSource, load_mono_16k
+from swictation.adapters.memory import FakeClock
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.simulated import SimulatedGpuHost
+from swictation.adapters.torch_models import TorchResidency
+from swictation.adapters.traces import TraceProbe, read_trace
+from swictation.domain.model import Placement
 from tests.integration.conftest import AUDIO
 
 
 def test_loading_silero_keeps_torchs_thread_count():
-    from adapters.silero import load_silero
+    from swictation.adapters.silero import load_silero
 
     torch.set_num_threads(2)
     model = load_silero()

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from adapters.microphone import MicrophoneError, MicrophoneSource, pick_device
+from swictation.adapters.microphone import MicrophoneError, MicrophoneSource, pick_device
 from tests.conftest import has_microphone
 
 

@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from adapters.memory import FakeClock, InMemoryModelHost, SimulatedCudaError
-from adapters.model_host import RealModelHost
-from adapters.torch_models import TorchResidency, module_footprint_mib
-from domain.model import ModelState, Placement
-from domain.recovery import ErrorKind
+from swictation.adapters.memory import FakeClock, InMemoryModelHost, SimulatedCudaError
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.torch_models import TorchResidency, module_footprint_mib
+from swictation.domain.model import ModelState, Placement
+from swictation.domain.recovery import ErrorKind
 from tests.conftest import has_cuda
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.host_memory import HostMemoryProbe
-from adapters.memory import FakeClock, NoProbe, ScriptedProbe
-from adapters.nvml import NvmlProbe
-from adapters.torch_cuda import TorchCudaProbe
-from domain.model import MemorySample, ProbeUnavailable
-from ports import GpuProbe
+from swictation.adapters.host_memory import HostMemoryProbe
+from swictation.adapters.memory import FakeClock, NoProbe, ScriptedProbe
+from swictation.adapters.nvml import NvmlProbe
+from swictation.adapters.torch_cuda import TorchCudaProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.ports import GpuProbe
 
 PROBES = {
     "scripted": lambda clock: ScriptedProbe(lambda t: 100.0, 1000.0, clock),

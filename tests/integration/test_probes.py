@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from adapters.clock import SystemClock
-from adapters.host_memory import HostMemoryProbe
-from adapters.memory import FakeClock
-from adapters.nvml import NvmlProbe
-from adapters.torch_cuda import TorchCudaProbe, release_memory
-from domain.model import MemorySample, ProbeUnavailable
+from swictation.adapters.clock import SystemClock
+from swictation.adapters.host_memory import HostMemoryProbe
+from swictation.adapters.memory import FakeClock
+from swictation.adapters.nvml import NvmlProbe
+from swictation.adapters.torch_cuda import TorchCudaProbe, release_memory
+from swictation.domain.model import MemorySample, ProbeUnavailable
 from tests.conftest import has_cuda
 
 

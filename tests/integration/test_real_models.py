@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from adapters.ctranslate2_models import CTranslate2Residency
-from adapters.model_host import RealModelHost
-from adapters.torch_models import TorchResidency, module_footprint_mib
-from domain.model import Placement
+from swictation.adapters.ctranslate2_models import CTranslate2Residency
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.torch_models import TorchResidency, module_footprint_mib
+from swictation.domain.model import Placement
 from tests.conftest import has_cuda
 from tests.integration.conftest import AUDIO
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapters.clock import SystemClock
-from adapters.cuda_errors import classify_cuda_error
-from adapters.memory import EventList
-from adapters.model_host import RealModelHost
-from adapters.torch_models import TorchResidency
-from application.recovery import RecoveringRunner
-from domain.recovery import ErrorKind, RecoveryTracker
+from swictation.adapters.clock import SystemClock
+from swictation.adapters.cuda_errors import classify_cuda_error
+from swictation.adapters.memory import EventList
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.torch_models import TorchResidency
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.recovery import ErrorKind, RecoveryTracker
 
 
 def world():

@@ -5,10 +5,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from adapters.memory import EventList
-from application.simulation import ModelSpec, SimulationReport, sample_function, simulate
-from domain.model import Event, Thresholds, Tuning
-from domain.policy import Policy
+from swictation.adapters.memory import EventList
+from swictation.application.services.simulation import (
+    ModelSpec,
+    SimulationReport,
+    sample_function,
+    simulate,
+)
+from swictation.domain.model import Event, Thresholds, Tuning
+from swictation.domain.policy import Policy
 
 GiB = 1024.0
 

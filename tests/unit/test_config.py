@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.config import ConfigError, load_guard_config
+from swictation.application.config import ConfigError, load_guard_config
 
 
 def write(tmp_path, text):
@@ -65,7 +65,7 @@ def test_missing_file(tmp_path):
 def test_the_example_config_documents_every_key_with_its_default():
     from pathlib import Path
 
-    from application.config import SCHEMA
+    from swictation.application.config import SCHEMA
 
     example = Path(__file__).parents[2] / "examples" / "config.toml"
     text = example.read_text()
@@ -80,7 +80,7 @@ def test_the_example_config_documents_every_key_with_its_default():
 
 
 def test_environment_overrides_are_typed_and_checked():
-    from application.config import env_overrides, merge
+    from swictation.application.config import env_overrides, merge
 
     env = {
         "SWICTATION_VAD_MIN_SILENCE_S": "0.6",
@@ -110,7 +110,7 @@ def test_environment_overrides_are_typed_and_checked():
     ],
 )
 def test_bad_environment_overrides_name_the_variable(env, message):
-    from application.config import env_overrides
+    from swictation.application.config import env_overrides
 
     with pytest.raises(ConfigError) as caught:
         env_overrides(env)

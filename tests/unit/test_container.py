@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dependency_injector import providers
 
-from adapters.memory import EventList, FakeClock, ScriptedProbe
-from application.containers import make_container
-from domain.legacy import LegacyPolicy
-from domain.policy import GuardPolicy
+from swictation.adapters.memory import EventList, FakeClock, ScriptedProbe
+from swictation.application.container import make_container
+from swictation.domain.legacy import LegacyPolicy
+from swictation.domain.policy import GuardPolicy
 
 
 def test_policy_selector():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from application.config import ConfigError
-from application.daemon import parse_fault, resolve_settings
+from swictation.application.config import ConfigError
+from swictation.application.services.daemon import parse_fault, resolve_settings
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from domain.model import PRESETS, Level, MemorySample, Thresholds
+from swictation.domain.model import PRESETS, Level, MemorySample, Thresholds
 
 GiB = 1024.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from adapters.clock import SystemClock
-from adapters.memory import (
+from swictation.adapters.clock import SystemClock
+from swictation.adapters.memory import (
     EventList,
     FakeClock,
     InMemoryModelHost,
@@ -14,10 +14,10 @@ from adapters.memory import (
     ResidentModelsProbe,
     ScriptedProbe,
 )
-from application.guard import GuardService
-from domain.model import MemorySample, ModelState, ProbeUnavailable
-from domain.policy import GuardPolicy
-from ports import GpuProbe
+from swictation.application.services.guard import GuardService
+from swictation.domain.model import MemorySample, ModelState, ProbeUnavailable
+from swictation.domain.policy import GuardPolicy
+from swictation.ports import GpuProbe
 
 GiB = 1024.0
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.machine import PressureMachine
-from domain.model import Level
+from swictation.domain.machine import PressureMachine
+from swictation.domain.model import Level
 
 
 def test_starts_normal_and_moves_to_any_live_level():

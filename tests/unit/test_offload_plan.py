@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.model import ModelState, Tuning
-from domain.policy import plan_offload
+from swictation.domain.model import ModelState, Tuning
+from swictation.domain.policy import plan_offload
 
 T = Tuning()
 

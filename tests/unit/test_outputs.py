@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from adapters.text_output import (
+from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,

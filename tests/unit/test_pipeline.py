@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from adapters.memory import (
+from swictation.adapters.memory import (
     EnergyVoiceDetector,
     EventList,
     FakeClock,
@@ -16,12 +16,12 @@ from adapters.memory import (
     ListOutput,
     ScriptedRecognizer,
 )
-from application.pipeline import DictationPipeline
-from application.recovery import RecoveringRunner
-from application.spool import Spool
-from domain.model import ModelState
-from domain.recovery import ErrorKind, RecoveryTracker
-from ports import AudioBlock
+from swictation.adapters.spool import Spool
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.model import ModelState
+from swictation.domain.recovery import ErrorKind, RecoveryTracker
+from swictation.ports import AudioBlock
 
 RATE, BLOCK = 16000, 512
 

@@ -6,9 +6,9 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from application.simulation import ModelSpec, simulate
-from domain.model import Decision, Level, Observation
-from domain.policy import GuardPolicy
+from swictation.application.services.simulation import ModelSpec, simulate
+from swictation.domain.model import Decision, Level, Observation
+from swictation.domain.policy import GuardPolicy
 
 TOTAL = 8192.0
 

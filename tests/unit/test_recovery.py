@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.memory import EventList, FakeClock, InMemoryModelHost, ScriptedProbe
-from application.guard import GuardService
-from application.recovery import RecoveringRunner
-from domain.model import ModelState, Placement, Tuning
-from domain.policy import GuardPolicy
-from domain.recovery import ErrorKind, RecoveryTracker, Verdict
+from swictation.adapters.memory import EventList, FakeClock, InMemoryModelHost, ScriptedProbe
+from swictation.application.services.guard import GuardService
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.model import ModelState, Placement, Tuning
+from swictation.domain.policy import GuardPolicy
+from swictation.domain.recovery import ErrorKind, RecoveryTracker, Verdict
 
 GiB = 1024.0
 

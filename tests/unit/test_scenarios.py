@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 
-from adapters.memory import EventList, FakeClock, InMemoryModelHost, ScriptedProbe
-from application.guard import GuardService
-from domain.legacy import LegacyPolicy
-from domain.model import ModelState, Placement
-from domain.policy import GuardPolicy
+from swictation.adapters.memory import EventList, FakeClock, InMemoryModelHost, ScriptedProbe
+from swictation.application.services.guard import GuardService
+from swictation.domain.legacy import LegacyPolicy
+from swictation.domain.model import ModelState, Placement
+from swictation.domain.policy import GuardPolicy
 from tests.unit.scenarios import GiB, actions, levels, noisy, run
 
 

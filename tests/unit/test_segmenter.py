@@ -7,7 +7,7 @@ import itertools
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from domain.segmenter import Segmenter, Span, VadSettings
+from swictation.domain.segmenter import Segmenter, Span, VadSettings
 
 RATE = 16000
 BLOCK = 512  # 32 ms

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.traces import Trace
-from application.config import GuardConfig
-from application.simulation import SimulationReport
-from domain.model import Level
+from swictation.adapters.traces import Trace
+from swictation.application.config import GuardConfig
+from swictation.application.services.simulation import SimulationReport
+from swictation.domain.model import Level
 
 COLOURS = {
     Level.NORMAL: "#e8f5e9",

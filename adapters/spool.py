@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.audio_file import AudioFileError, load_mono_16k, save_wav
+from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
 
 log = logging.getLogger("swictation.spool")
 

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from application.actions import ActionExecutor
-from domain.model import Event
-from domain.recovery import RecoveryTracker, Verdict
-from ports import Clock, EventSink, ModelHost
+from swictation.application.services.actions import ActionExecutor
+from swictation.domain.model import Event
+from swictation.domain.recovery import RecoveryTracker, Verdict
+from swictation.ports import Clock, EventSink, ModelHost
 
 log = logging.getLogger("swictation.recovery")
 T = TypeVar("T")

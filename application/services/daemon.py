@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from application.config import (
+from swictation.application.config import (
     ConfigError,
     GuardConfig,
     build_guard_config,
@@ -22,10 +22,10 @@ from application.config import (
     load_toml,
     merge,
 )
-from application.guard import GuardService
-from application.pipeline import DictationPipeline
-from domain.model import Event
-from domain.segmenter import VadSettings
+from swictation.application.services.guard import GuardService
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.domain.model import Event
+from swictation.domain.segmenter import VadSettings
 
 log = logging.getLogger("swictation")
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import attrs
 
-from adapters.events import NullEventSink
-from adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
-from application.guard import GuardService
-from domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
-from domain.policy import Policy
-from domain.recovery import RecoveryTracker
-from ports import EventSink, GpuProbe
+from swictation.adapters.events import NullEventSink
+from swictation.adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
+from swictation.application.services.guard import GuardService
+from swictation.domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
+from swictation.domain.policy import Policy
+from swictation.domain.recovery import RecoveryTracker
+from swictation.ports import EventSink, GpuProbe
 
 
 @attrs.frozen

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import attrs
 
-from application.actions import ActionExecutor
-from domain.model import Decision, Event, Level, MemorySample, ModelState, Observation
-from domain.policy import Policy
-from domain.recovery import RecoveryTracker
-from ports import Clock, EventSink, GpuProbe, ModelHost
+from swictation.application.services.actions import ActionExecutor
+from swictation.domain.model import Decision, Event, Level, MemorySample, ModelState, Observation
+from swictation.domain.policy import Policy
+from swictation.domain.recovery import RecoveryTracker
+from swictation.ports import Clock, EventSink, GpuProbe, ModelHost
 
 log = logging.getLogger("swictation.guard")
 

@@ -21,11 +21,18 @@ from typing import Any
 
 import attrs
 
-from application.recovery import RecoveringRunner
-from application.spool import Spool
-from domain.model import Event
-from domain.segmenter import Segmenter, Span, VadSettings
-from ports import AudioBlock, AudioSource, EventSink, SpeechRecognizer, TextOutput, VoiceDetector
+from swictation.adapters.spool import Spool
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.model import Event
+from swictation.domain.segmenter import Segmenter, Span, VadSettings
+from swictation.ports import (
+    AudioBlock,
+    AudioSource,
+    EventSink,
+    SpeechRecognizer,
+    TextOutput,
+    VoiceDetector,
+)
 
 log = logging.getLogger("swictation.pipeline")
 RATE = 16000

@@ -9,31 +9,37 @@ from typing import Any
 import attrs
 from dependency_injector import containers, providers
 
-from adapters.audio_file import FileAudioSource
-from adapters.clock import SystemClock
-from adapters.control_socket import ControlServer, default_socket_path
-from adapters.events import JsonlEventSink, NullEventSink
-from adapters.faults import FaultyRecognizer
-from adapters.host_memory import HostMemoryProbe
-from adapters.memory import InMemoryModelHost, NoProbe, ResidentModelsProbe
-from adapters.microphone import MicrophoneSource
-from adapters.model_host import RealModelHost
-from adapters.nvml import NvmlProbe
-from adapters.simulated import SimulatedGpuHost
-from adapters.systemd import notify, watchdog_interval_s
-from adapters.text_output import FileOutput, OutputError, StdoutOutput, wtype_output, xdotool_output
-from adapters.torch_cuda import TorchCudaProbe, cuda_available
-from adapters.torch_models import TorchResidency
-from adapters.traces import TraceProbe, read_trace
-from application.daemon import DaemonSettings, parse_fault
-from application.guard import GuardService
-from application.pipeline import DictationPipeline
-from application.recovery import RecoveringRunner
-from application.spool import Spool
-from domain.legacy import LegacyPolicy
-from domain.model import Event, Thresholds, Tuning
-from domain.policy import GuardPolicy
-from domain.recovery import RecoveryTracker
+from swictation.adapters.audio_file import FileAudioSource
+from swictation.adapters.clock import SystemClock
+from swictation.adapters.control_socket import ControlServer, default_socket_path
+from swictation.adapters.events import JsonlEventSink, NullEventSink
+from swictation.adapters.faults import FaultyRecognizer
+from swictation.adapters.host_memory import HostMemoryProbe
+from swictation.adapters.memory import InMemoryModelHost, NoProbe, ResidentModelsProbe
+from swictation.adapters.microphone import MicrophoneSource
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.nvml import NvmlProbe
+from swictation.adapters.simulated import SimulatedGpuHost
+from swictation.adapters.spool import Spool
+from swictation.adapters.systemd import notify, watchdog_interval_s
+from swictation.adapters.text_output import (
+    FileOutput,
+    OutputError,
+    StdoutOutput,
+    wtype_output,
+    xdotool_output,
+)
+from swictation.adapters.torch_cuda import TorchCudaProbe, cuda_available
+from swictation.adapters.torch_models import TorchResidency
+from swictation.adapters.traces import TraceProbe, read_trace
+from swictation.application.services.daemon import DaemonSettings, parse_fault
+from swictation.application.services.guard import GuardService
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.legacy import LegacyPolicy
+from swictation.domain.model import Event, Thresholds, Tuning
+from swictation.domain.policy import GuardPolicy
+from swictation.domain.recovery import RecoveryTracker
 
 # transitions logs every state change at INFO; the guard logs what matters itself.
 logging.getLogger("transitions").setLevel(logging.WARNING)
@@ -120,17 +126,17 @@ def _device(settings: DaemonSettings) -> str:
 
 def _stt_residency(settings: DaemonSettings) -> Any:
     if settings.stt_engine == "nemo":
-        from adapters.nemo_stt import load_nemo
+        from swictation.adapters.nemo_stt import load_nemo
 
         return TorchResidency(load_nemo(settings.stt_model, "cpu"))
-    from adapters.whisper_stt import whisper_residency
+    from swictation.adapters.whisper_stt import whisper_residency
 
     # A CTranslate2 model is built on its device; offloading is handled by its residency.
     return whisper_residency(settings.stt_model, _device(settings))
 
 
 def _vad_residency() -> Any:
-    from adapters.silero import load_silero
+    from swictation.adapters.silero import load_silero
 
     return TorchResidency(load_silero())
 
@@ -178,11 +184,11 @@ def _guard_host(settings: DaemonSettings, loaded: RealModelHost, clock: Any) -> 
 
 def _recognizer(settings: DaemonSettings, host: Any) -> Any:
     if settings.stt_engine == "nemo":
-        from adapters.nemo_stt import NemoRecognizer
+        from swictation.adapters.nemo_stt import NemoRecognizer
 
         recognizer: Any = NemoRecognizer(host, "stt", settings.language)
     else:
-        from adapters.whisper_stt import WhisperRecognizer
+        from swictation.adapters.whisper_stt import WhisperRecognizer
 
         recognizer = WhisperRecognizer(host, "stt", settings.language, settings.beam_size)
     for spec in settings.faults:
@@ -193,7 +199,7 @@ def _recognizer(settings: DaemonSettings, host: Any) -> Any:
 
 
 def _vad(host: Any) -> Any:
-    from adapters.silero import SileroVoiceDetector
+    from swictation.adapters.silero import SileroVoiceDetector
 
     return SileroVoiceDetector(host, "vad")
 

@@ -15,8 +15,8 @@ from typing import TextIO
 
 import attrs
 
-from domain.model import MemorySample, ProbeUnavailable
-from ports import Clock, GpuProbe
+from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.ports import Clock, GpuProbe
 
 
 class RecordError(RuntimeError):

@@ -12,11 +12,11 @@ from typing import Any, TextIO
 
 import attrs
 
-from adapters.events import JsonlEventSink
-from adapters.traces import Trace, TraceError, parse_size_mib, read_trace
-from application.config import ConfigError, load_guard_config
-from application.simulation import ModelSpec, SimulationReport, simulate
-from domain.model import Level
+from swictation.adapters.events import JsonlEventSink
+from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
+from swictation.application.config import ConfigError, load_guard_config
+from swictation.application.services.simulation import ModelSpec, SimulationReport, simulate
+from swictation.domain.model import Level
 
 PROGRESS_FROM_ROWS = 200_000
 
@@ -132,7 +132,7 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
             if sink is not None:
                 sink.close()
     if options.plot:
-        from application.plot import plot_replay
+        from swictation.application.entrypoints.plot import plot_replay
 
         plot_replay(options.plot, trace, reports, config)
     if options.json:

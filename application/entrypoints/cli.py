@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from application.replay import ReplayOptions, replay_main
+from swictation.application.entrypoints.replay import ReplayOptions, replay_main
 
 EXIT_USAGE = 2
 
@@ -47,8 +48,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    try:
+        return f"%(prog)s {importlib.metadata.version('swictation')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "%(prog)s (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="swictation", description="Swictation: dictation with a GPU guard.")
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -132,8 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def record_main(args: argparse.Namespace) -> int:
-    from application.containers import make_container
-    from application.record import RecordError, RecordOptions, record, stop_on_signals
+    from swictation.application.container import make_container
+    from swictation.application.services.record import (
+        RecordError,
+        RecordOptions,
+        record,
+        stop_on_signals,
+    )
 
     if args.probe == "torch" and not str(args.gpu).isdigit():
         print("swictation record: error: --probe torch needs a GPU index", file=sys.stderr)
@@ -164,6 +178,7 @@ def build_daemon_parser() -> argparse.ArgumentParser:
         "or configuration, 3 after a memory SHUTDOWN (the card stayed full with nothing "
         "left to offload).",
     )
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
         "--config",
         help="TOML configuration (default: $XDG_CONFIG_HOME/swictation/config.toml if it exists)",
@@ -234,10 +249,10 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    from adapters.audio_file import AudioFileError
-    from adapters.traces import TraceError
-    from application.config import ConfigError
-    from application.daemon import EXIT_FAILURE, Daemon, resolve_settings
+    from swictation.adapters.audio_file import AudioFileError
+    from swictation.adapters.traces import TraceError
+    from swictation.application.config import ConfigError
+    from swictation.application.services.daemon import EXIT_FAILURE, Daemon, resolve_settings
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -260,7 +275,7 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        from application.containers import build_daemon
+        from swictation.application.container import build_daemon
 
         parts, bind = build_daemon(settings)
     except Exception as error:  # a start-up failure is one line, never a traceback
@@ -289,7 +304,7 @@ def _plain(error: BaseException) -> str:
 def control_main(args: argparse.Namespace) -> int:
     import json
 
-    from adapters.control_socket import ControlError, default_socket_path, request
+    from swictation.adapters.control_socket import ControlError, default_socket_path, request
 
     path = args.socket or str(default_socket_path())
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from domain.model import Action, ActionKind, Event
-from ports import CleanupResult, EventSink, ModelHost, MoveResult
+from swictation.domain.model import Action, ActionKind, Event
+from swictation.ports import CleanupResult, EventSink, ModelHost, MoveResult
 
 log = logging.getLogger("swictation.guard")
 _MOVES = (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU)

@@ -1,0 +1,1 @@
+"""Entrypoints: the two programs, their commands, argument parsing and presenters."""

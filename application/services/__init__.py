@@ -1,0 +1,1 @@
+"""Services: the guard, the dictation pipeline and its workers, the daemon, the simulator."""
