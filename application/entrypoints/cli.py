@@ -6,9 +6,11 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from swictation.application.config import (
     Device,
@@ -257,10 +259,7 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    from swictation.adapters.audio_file import AudioFileError
-    from swictation.adapters.traces import TraceError
     from swictation.application.config import ConfigError, resolve_settings
-    from swictation.application.services.daemon import EXIT_FAILURE
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -282,9 +281,20 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    from swictation.application.container import daemon_container, shutdown
+    from swictation.application.container import daemon_container
 
-    container = daemon_container(settings)
+    return serve(daemon_container(settings))
+
+
+def serve(container: Any) -> int:
+    """Builds the daemon from `container`, runs it with its signal handlers (restored after,
+    so tests can serve in-process) and stops the container's resources; the exit status."""
+    from swictation.adapters.audio_file import AudioFileError
+    from swictation.adapters.traces import TraceError
+    from swictation.application.container import shutdown
+    from swictation.application.services.daemon import EXIT_FAILURE
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
             daemon = container.daemon()  # loads the models
@@ -297,13 +307,15 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE if bad_input else EXIT_FAILURE
         daemon.install_signal_handlers()
         try:
-            return daemon.run()
+            return int(daemon.run())
         except Exception as error:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
             return EXIT_FAILURE
     finally:
         shutdown(container)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def _plain(error: BaseException) -> str:
