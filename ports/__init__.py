@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,4 +109,10 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-ShutdownHandler = Callable[[str], None]
+@runtime_checkable
+class TraceWriter(Protocol):
+    """Where `swictation record` puts each sample; `t` is seconds since the first."""
+
+    def write(self, sample: MemorySample, t: float) -> None: ...
+
+    def close(self) -> None: ...

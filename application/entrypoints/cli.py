@@ -152,22 +152,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def record_main(args: argparse.Namespace) -> int:
     from swictation.application.container import make_container
-    from swictation.application.services.record import (
-        RecordError,
-        RecordOptions,
-        record,
-        stop_on_signals,
-    )
+    from swictation.application.services.record import RecordError, RecordOptions, record
 
     if args.probe == "torch" and not str(args.gpu).isdigit():
         print("swictation record: error: --probe torch needs a GPU index", file=sys.stderr)
         return EXIT_USAGE
-    container = make_container(probe=args.probe, gpu=str(args.gpu))
+    container = make_container(probe=args.probe, gpu=str(args.gpu), out=args.out, csv=args.csv)
     stop = threading.Event()
-    stop_on_signals(stop)
-    options = RecordOptions(args.out, args.interval, args.csv, args.duration, str(args.gpu))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C and SIGTERM end the recording cleanly instead of interrupting a write.
+        signal.signal(signum, lambda *_: stop.set())
+    options = RecordOptions(args.interval, args.duration)
     try:
-        count = record(container.probe(), container.clock(), options, stop=stop, err=sys.stderr)
+        count = record(
+            container.probe(),
+            container.clock(),
+            container.trace_writer(),
+            options,
+            stop=stop,
+            err=sys.stderr,
+        )
     except RecordError as error:
         hint = " (try --probe host to record system RAM)" if args.probe != "host" else ""
         print(f"swictation record: error: {error}{hint}", file=sys.stderr)
