@@ -11,6 +11,7 @@ import attrs
 
 from swictation.domain.model import Event, MemorySample, ModelState, ProbeUnavailable
 from swictation.domain.recovery import ErrorKind
+from swictation.domain.segmenter import SAMPLE_RATE
 
 
 @attrs.frozen
@@ -36,7 +37,7 @@ class AudioBlock:
 
     t: float
     samples: Any
-    rate: int = 16000
+    rate: int = SAMPLE_RATE
 
     @property
     def duration_s(self) -> float:
