@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -50,6 +50,7 @@ from swictation.application.config import (
     ThresholdsSection,
     converter,
 )
+from swictation.application.entrypoints.presenters import status_line
 from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
@@ -226,6 +227,7 @@ class DaemonParts:
     events: EventSink
     stop: StopSignal
     watchdog_s: float | None = None
+    present: Callable[[str, Mapping[str, Any]], str] = status_line
 
     def notify(self, state: str) -> None:
         notify(state)

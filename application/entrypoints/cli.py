@@ -332,6 +332,7 @@ def control_main(args: argparse.Namespace) -> int:
     import json
 
     from swictation.adapters.control_socket import ControlError, default_socket_path, request
+    from swictation.application.entrypoints.presenters import status_text
 
     path = args.socket or str(default_socket_path())
     try:
@@ -344,39 +345,10 @@ def control_main(args: argparse.Namespace) -> int:
     elif not reply.get("ok"):
         print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
     elif args.command == "status":
-        print(_status_text(reply))
+        print(status_text(reply))
     else:
         print("listening" if reply.get("listening") else "not listening")
     return 0 if reply.get("ok") else 1
-
-
-def _status_text(reply: dict[str, object]) -> str:
-    usage = reply.get("usage")
-    lines = [
-        f"listening:  {'yes' if reply.get('listening') else 'no'}",
-        f"memory:     {reply.get('level')}"
-        + (
-            ""
-            if usage is None
-            else f" at {float(usage):.1%} "  # type: ignore[arg-type]
-            f"({reply.get('used_mib')} of {reply.get('total_mib')} MiB)"
-        ),
-    ]
-    models = reply.get("models") or {}
-    for name, model in models.items():  # type: ignore[attr-defined]
-        fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
-        lines.append(
-            f"model:      {name} on {model.get('placement')}, {model.get('size_mib')} MiB{fallback}"
-        )
-    lines.append(
-        f"utterances: {reply.get('utterances')} (queued {reply.get('queued')}, "
-        f"spooled {reply.get('spooled')})"
-    )
-    if reply.get("latency_p50_s") is not None:
-        lines.append(
-            f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"
-        )
-    return "\n".join(lines)
 
 
 def _guarded(entry: Callable[[], int]) -> None:

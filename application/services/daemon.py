@@ -147,41 +147,7 @@ class Daemon:
                 self.report("status")
 
     def report(self, title: str) -> None:
-        status = self.status()
-        usage = status["usage"]
-        device = (
-            "unknown"
-            if usage is None
-            else f"{usage:.1%} ({status['used_mib']:,.0f} of {status['total_mib']:,.0f} MiB)"
-        )
-        top = ", ".join(f"{p['name']} {p['used_mib']:,.0f} MiB" for p in status["top_processes"])
-        models = ", ".join(
-            f"{name} {m['placement']} {m['size_mib']:,.0f} MiB"
-            + (" (CPU fallback)" if m["cpu_fallback"] else "")
-            for name, m in status["models"].items()
-        )
-        errors = ", ".join(
-            f"{name} {e['failures']}" for name, e in status["errors"].items() if e["failures"]
-        )
-        latency = (
-            "-"
-            if status["latency_p50_s"] is None
-            else f"p50 {status['latency_p50_s']:.2f}s p95 {status['latency_p95_s']:.2f}s"
-        )
-        log.info(
-            "%s: level %s, GPU %s%s; models: %s; errors: %s; utterances %d (queued %d, "
-            "spooled %d), latency %s",
-            title,
-            status["level"],
-            device,
-            f"; top: {top}" if top else "",
-            models or "none",
-            errors or "none",
-            status["utterances"],
-            status["queued"],
-            status["spooled"],
-            latency,
-        )
+        log.info("%s", self.parts.present(title, self.status()))
 
     def final_report(self) -> None:
         stats = self.pipeline.stats
