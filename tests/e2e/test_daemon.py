@@ -302,11 +302,22 @@ def control(socket_path: str, *args: str, **kw):
     return run_command("swictation", *args, "--socket", socket_path, **kw)
 
 
+def long_silence(tmp_path, seconds: float = 900.0) -> str:
+    """A recording that outlasts any test (FLAC keeps it small): the daemon runs until the
+    test says quit, however slowly the machine runs the commands in between."""
+    import numpy as np
+    import soundfile
+
+    path = tmp_path / "silence.flac"
+    soundfile.write(path, np.zeros(int(seconds * 16000), np.int16), 16000)
+    return str(path)
+
+
 def test_the_control_socket_against_a_running_daemon(tmp_path, spool):
     sock = str(tmp_path / "ctl" / "swictation.sock")
     process = start(
         "--audio-file",
-        str(DICTATION),
+        long_silence(tmp_path),
         "--realtime",
         "--probe",
         "none",
