@@ -60,12 +60,22 @@ def spool(tmp_path):
         ("voice-us.flac", "The weather today is cold and windy with some rain."),
     ],
 )
-def test_voices_and_formats_are_transcribed_word_by_word(name, said, spool):
-    result = daemon("--audio-file", str(AUDIO / name), "--probe", "none", "--spool-dir", spool)
-    assert result.code == 0, result.err
-    assert word_error_rate(said, result.out) <= 0.2, result.out
-    assert result.out.endswith("\n")
-    assert "final report" in result.err
+def test_voices_and_formats_are_transcribed_word_by_word(
+    name, said, tmp_path, spool, serve_in_process, caplog
+):
+    """In-process (the program's own `serve`, the models loaded once for the session): each
+    file read, resampled and transcribed as swictationd does."""
+    caplog.set_level(logging.INFO, logger="swictation")
+    settings = resolve_settings(
+        {"daemon": {"probe": "none", "spool_dir": spool}},
+        None,
+        {"XDG_CONFIG_HOME": str(tmp_path)},
+        audio_file=str(AUDIO / name),
+    )
+    code, lines = serve_in_process(settings)
+    assert code == 0
+    assert word_error_rate(said, " ".join(lines)) <= 0.2, lines
+    assert "final report" in caplog.text
 
 
 def test_a_pause_separates_two_utterances_one_line_each(spool):
@@ -73,6 +83,8 @@ def test_a_pause_separates_two_utterances_one_line_each(spool):
         "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--spool-dir", spool
     )
     assert result.code == 0, result.err
+    assert result.out.endswith("\n")  # stdout carries the text alone, one line each
+    assert "final report" in result.err
     lines = result.out.splitlines()
     assert len(lines) == 2
     assert word_error_rate("Open the window.", lines[0]) <= 0.2
@@ -377,7 +389,9 @@ def test_the_control_socket_against_a_running_daemon(tmp_path, spool):
     assert "no daemon is running" in gone.err
 
 
-def test_the_nemo_path_with_a_tiny_model(tmp_path, spool):
+def test_the_nemo_path_with_a_tiny_model(tmp_path, spool, serve_in_process):
+    """In-process, so NeMo is imported once for the whole session: the daemon's container
+    loads a real .nemo archive and transcribes on the CPU."""
     import torch
     from nemo.collections.asr.models import EncDecCTCModel
 
@@ -387,26 +401,22 @@ def test_the_nemo_path_with_a_tiny_model(tmp_path, spool):
     path = tmp_path / "tiny.nemo"
     EncDecCTCModel(cfg=tiny_nemo_config()).save_to(str(path))
     events = tmp_path / "events.jsonl"
-    result = daemon(
-        "--audio-file",
-        str(AUDIO / "pair.wav"),
-        "--stt",
-        "nemo",
-        "--stt-model",
-        str(path),
-        "--probe",
-        "none",
-        "--events",
-        str(events),
-        "--spool-dir",
-        spool,
+    settings = resolve_settings(
+        {
+            "daemon": {"probe": "none", "spool_dir": spool, "events": str(events)},
+            "stt": {"engine": "nemo", "model": str(path)},
+        },
+        None,
+        {"XDG_CONFIG_HOME": str(tmp_path)},
+        audio_file=str(AUDIO / "pair.wav"),
     )
-    assert result.code == 0, result.err
+    code, lines = serve_in_process(settings, shared_models=False)
+    assert code == 0
     log = [json.loads(line) for line in events.read_text().splitlines()]
     utterances = [e for e in log if e["type"] == "utterance"]
     assert len(utterances) == 2
     assert all(u["device"] == "cpu" for u in utterances)
-    assert set(result.out) <= set(" abcdefghijklmnopqrstuvwxyz'\n")
+    assert set("".join(lines)) <= set(" abcdefghijklmnopqrstuvwxyz'")
 
 
 def test_output_to_a_file(tmp_path, spool):
