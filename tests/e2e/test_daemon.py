@@ -244,14 +244,17 @@ def test_sigterm_mid_utterance_finishes_or_spools_it(tmp_path, spool, serve_in_p
         assert spoken & set(words(lines[1])), lines[1]
 
 
-def test_spooled_audio_is_transcribed_first_at_the_next_start(tmp_path, spool):
+def test_spooled_audio_is_transcribed_first_at_the_next_start(tmp_path, spool, serve_in_process):
     Path(spool).mkdir(parents=True)
     shutil.copy(AUDIO / "voice-gb.wav", Path(spool) / "20261127-101010-1-0001.wav")
-    result = daemon(
-        "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--spool-dir", spool
+    settings = resolve_settings(
+        {"daemon": {"probe": "none", "spool_dir": spool}},
+        None,
+        {"XDG_CONFIG_HOME": str(tmp_path)},
+        audio_file=str(AUDIO / "pair.wav"),
     )
-    assert result.code == 0, result.err
-    lines = result.out.splitlines()
+    code, lines = serve_in_process(settings)
+    assert code == 0
     assert len(lines) == 3
     assert word_error_rate("Please send the report to the team before lunch.", lines[0]) <= 0.2
     assert list(Path(spool).iterdir()) == []
