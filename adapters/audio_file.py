@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ def load_mono_16k(path: str | Path) -> Any:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioFileError(f"{path}: not a readable audio file ({error})") from None
+    if not np.isfinite(samples).all():
+        raise AudioFileError(f"{path}: not a readable audio file (NaN or Inf samples)")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if rate != RATE:
         mono = soxr.resample(mono, rate, RATE, quality="VHQ")
@@ -46,6 +49,7 @@ class FileAudioSource(AudioSource):
         self._realtime = realtime
         self._block = block
         self._closed = threading.Event()
+        self._next = 0  # a restarted capture goes on from here, never from the start
 
     @property
     def duration_s(self) -> float:
@@ -54,11 +58,12 @@ class FileAudioSource(AudioSource):
     def blocks(self) -> Iterator[AudioBlock]:
         import numpy as np
 
-        began = time.monotonic()
         samples = self._samples
-        for start in range(0, len(samples), self._block):
+        began = time.monotonic() - self._next / RATE
+        for start in range(self._next, len(samples), self._block):
             if self._closed.is_set():
                 return
+            self._next = start + self._block
             chunk = samples[start : start + self._block]
             if len(chunk) < self._block:
                 chunk = np.concatenate([chunk, np.zeros(self._block - len(chunk), np.float32)])
@@ -81,5 +86,10 @@ def save_wav(path: str | Path, samples: Any, rate: int = RATE) -> None:
 
     path = Path(path)
     partial = path.with_name(path.name + ".part")
-    soundfile.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
-    partial.replace(path)
+    try:
+        soundfile.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
+        partial.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise

@@ -26,6 +26,7 @@ from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,
+    append_undelivered,
     wtype_output,
     xdotool_output,
 )
@@ -268,6 +269,7 @@ class DaemonContainer(containers.DeclarativeContainer):
         device_of=providers.Callable(lambda h: h.device, host),
         realtime=providers.Callable(lambda s: s.realtime, settings),
         start_time=start_time,
+        keep_undelivered=providers.Object(append_undelivered),
     )
     guard = providers.Singleton(
         GuardService,
