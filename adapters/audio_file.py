@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -81,13 +83,24 @@ class FileAudioSource(AudioSource):
 
 
 def save_wav(path: str | Path, samples: Any, rate: int = RATE) -> None:
-    """Writes float32 mono as 16-bit WAV, atomically (a partial file never appears)."""
+    """Writes float32 mono as 16-bit WAV, atomically (a partial file never appears, and
+    none is left behind when the disk is full) and synced to disk."""
     import soundfile
 
     path = Path(path)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, subtype="PCM_16", format="WAV")
+    data = buffer.getvalue()
     partial = path.with_name(path.name + ".part")
     try:
-        soundfile.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
+        with partial.open("wb", buffering=0) as handle:
+            view = memoryview(data)
+            while view:
+                written = handle.write(view)
+                if not written:
+                    raise OSError(28, "No space left on device")
+                view = view[written:]
+            os.fsync(handle.fileno())
         partial.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -345,6 +345,16 @@ def _status_text(reply: dict[str, object]) -> str:
         f"utterances: {reply.get('utterances')} (queued {reply.get('queued')}, "
         f"spooled {reply.get('spooled')})"
     )
+    if reply.get("output") not in (None, "ok"):
+        lines.append(f"output:     {reply.get('output')}")
+    if reply.get("healthy") is False:
+        workers = reply.get("workers") or {}
+        down = [
+            f"{name} {w.get('state')}"
+            for name, w in workers.items()  # type: ignore[attr-defined]
+            if w.get("state") not in ("running", "done")
+        ]
+        lines.append(f"workers:    {', '.join(down) or 'not all running'}")
     if reply.get("latency_p50_s") is not None:
         lines.append(
             f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"

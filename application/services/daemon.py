@@ -160,6 +160,7 @@ class Daemon:
         self._reexec = False
         self._began = time.monotonic()
         self._fed = True
+        self.watch_ticks = 0
 
     # -- control -----------------------------------------------------------------------------
 
@@ -350,6 +351,7 @@ class Daemon:
         next_report = time.monotonic() + every
         while capture.is_alive():
             capture.join(tick)
+            self.watch_ticks += 1
             alive = self.all_alive()
             if alive and watchdog:
                 self.parts.notify("WATCHDOG=1")

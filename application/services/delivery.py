@@ -113,16 +113,18 @@ class Delivery:
             if self._deliver(item):
                 continue
             with self._ready:
-                delay = min(self._max, self._first * 2 ** (self._attempt - 1))
-                if self._closing and self._deadline is not None:
+                delay = min(self._max, self._first * 2 ** min(self._attempt - 1, 30))
+                closing = self._closing
+                if closing and self._deadline is not None:
                     left = self._deadline - time.monotonic()
                     if left <= 0:
                         return  # what is left is kept by the caller
                     delay = min(delay, left)
                 self.retry_delays.append(delay)
-                self._ready.wait_for(lambda: self._closing, timeout=delay)
-                if self._closing and self._deadline is None:
-                    self._deadline = time.monotonic()
+                if closing:
+                    self._ready.wait(delay)
+                else:  # a stop cuts the wait short
+                    self._ready.wait_for(lambda: self._closing, timeout=delay)
 
     def _deliver(self, item: Pending) -> bool:
         try:

@@ -193,6 +193,8 @@ class DictationPipeline:
         """Reads the source until it ends or capture is stopped; then flushes open speech.
         A failure restarts the capture where the source left off."""
         self._capture_began = time.monotonic()
+        describe = getattr(self._source, "describe", None)
+        log.info("listening: %s", describe() if describe is not None else "capture began")
         try:
             self.workers.run_here("capture", self._capture_once)
         finally:
