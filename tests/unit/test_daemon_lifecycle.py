@@ -20,11 +20,13 @@ from swictation.adapters.memory import (
     ScriptedRecognizer,
 )
 from swictation.adapters.spool import Spool
+from swictation.application.config import DaemonSettings
 from swictation.application.container import DaemonParts
-from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon, DaemonSettings
+from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
+from swictation.application.services.stop import StopSignal
 from swictation.application.services.workers import Workers
 from swictation.domain.model import ModelState
 from swictation.domain.policy import GuardPolicy
@@ -32,7 +34,7 @@ from swictation.domain.recovery import RecoveryTracker
 from tests.unit.test_pipeline import audio
 
 
-@attrs.define
+@attrs.frozen
 class RecordedParts(DaemonParts):
     told: list[str] = attrs.field(factory=list)
 
@@ -69,8 +71,11 @@ def daemon_with(source, tmp_path, watchdog_s=0.01):
         Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
         workers=workers,
     )
-    guard = GuardService(NoProbe(clock), host, GuardPolicy(), events, clock)
-    parts = RecordedParts(pipeline, guard, events, host, None, watchdog_s)
+    stop = StopSignal()
+    guard = GuardService(
+        NoProbe(clock), host, GuardPolicy(), events, clock, on_shutdown=stop.shutdown
+    )
+    parts = RecordedParts(pipeline, guard, events, stop, watchdog_s)
     return Daemon(DaemonSettings(audio_file="rehearsal.wav"), parts), parts
 
 
