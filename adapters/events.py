@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,19 +21,24 @@ MiB = 1024 * 1024
 class JsonlEventSink(EventSink):
     """One JSON object per line, flushed per event so a crash loses nothing written.
 
-    It appends across restarts (the record of a SHUTDOWN survives the restart it causes),
-    and rotates at `max_bytes`: the full file becomes `NAME.1` (the previous `.1` is
+    With `append` (the daemon's flight recorder) it appends across restarts (the record of a
+    SHUTDOWN survives the restart it causes), each run opening with a `start` line, and
+    rotates at `max_bytes`: the full file becomes `NAME.1` (the previous `.1` is
     dropped), so at most `keep` files of `max_bytes` are kept. A write that fails drops the
     event, with one warning per failing streak and a count; it never raises.
     """
 
-    def __init__(self, path: str | Path, max_bytes: int = 16 * MiB, keep: int = 2) -> None:
+    def __init__(
+        self, path: str | Path, append: bool = False, max_bytes: int = 16 * MiB, keep: int = 2
+    ) -> None:
         self._path = Path(path)
+        self._append = append
         self._max = max_bytes
         self._keep = max(1, keep)
         self._file: BinaryIO | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self._opened = False
         self.dropped = 0
         self.failing = False
         self.last_error: str | None = None
@@ -51,8 +57,17 @@ class JsonlEventSink(EventSink):
 
     def _write(self, line: bytes) -> None:
         if self._file is None:
-            self._file = self._path.open("ab", buffering=0)
+            first = self._opened is False
+            self._file = self._path.open("ab" if self._append or not first else "wb", buffering=0)
             self._size = self._file.seek(0, os.SEEK_END)
+            self._opened = True
+            if first and self._append:
+                marker = {"t": 0.0, "type": "start", "pid": os.getpid(), "wall": time.time()}
+                self._write_line((json.dumps(marker, separators=(",", ":")) + "\n").encode())
+        self._write_line(line)
+
+    def _write_line(self, line: bytes) -> None:
+        assert self._file is not None
         if self._size and self._size + len(line) > self._max:
             self._rotate()
         assert self._file is not None

@@ -402,6 +402,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     gpus: list[str] = []
     chosen = gpu
     has_own = False
+    offset = 0.0
     with path.open("r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -413,6 +414,11 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
+            if kind == "start":
+                # A flight recorder appended across daemon restarts: each run's times start
+                # again from 0, so the next run is laid after the last sample of the one before.
+                offset = times[-1] if times else 0.0
+                continue
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
                 continue
@@ -427,7 +433,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
                 continue
             if "used_mib" not in record or ("total_mib" not in record and total_override is None):
                 raise TraceError(path, number, "a sample needs t, used_mib and total_mib (MiB)")
-            t = _number(path, number, record, "t")
+            t = _number(path, number, record, "t") + offset
             size = (
                 total_override
                 if total_override is not None

@@ -89,7 +89,7 @@ def _vad_settings(plain: dict[str, Any]) -> VadSettings:
 
 
 def _jsonl_events(path: str) -> Iterator[JsonlEventSink]:
-    sink = JsonlEventSink(path)
+    sink = JsonlEventSink(path, append=True)  # the flight recorder survives restarts
     try:
         yield sink
     finally:
