@@ -178,7 +178,6 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         sample = self.guard.last_sample
         stats = self.pipeline.stats
-        now = self.guard.clock.now()
         latency = stats.percentiles()
         return {
             "listening": self.pipeline.enabled.is_set(),
@@ -196,7 +195,7 @@ class Daemon:
                 m.name: {
                     "placement": m.placement.value,
                     "size_mib": round(m.size_mib, 1),
-                    "cpu_fallback": self.guard.recovery.pinned_to_cpu(m.name, now),
+                    "cpu_fallback": self.guard.pinned_to_cpu(m.name),
                 }
                 for m in self.guard.host.models()
             },
