@@ -51,6 +51,9 @@ class Trace:
     gpu: str = "0"
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
+    # (start, end) seconds from the trace start while speech was in flight, merged and in
+    # order: read from a flight recording's utterance events.
+    busy: tuple[tuple[float, float], ...] = ()
 
     def __len__(self) -> int:
         return len(self.times)
@@ -374,12 +377,19 @@ def _finish(
     chosen: str | None,
     gpus: list[str],
     models: tuple[tuple[str, float], ...],
+    busy: list[tuple[float, float]] | None = None,
 ) -> Trace:
     if asked is not None and gpus and asked not in gpus:
         raise TraceError(
             path, None, f"no GPU {asked} in this trace (it holds GPUs {', '.join(gpus)})"
         )
     start = times[0] if times else 0.0
+    merged: list[tuple[float, float]] = []
+    for begin, end in sorted(busy or ()):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
     return Trace(
         str(path),
         fmt,
@@ -390,6 +400,7 @@ def _finish(
         chosen if chosen is not None else "0",
         tuple(gpus) or ("0",),
         models,
+        tuple((b - start, e - start) for b, e in merged),
     )
 
 
@@ -402,6 +413,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     gpus: list[str] = []
     chosen = gpu
     has_own = False
+    busy: list[tuple[float, float]] = []
     with path.open("r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -415,6 +427,14 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             kind = record.get("type", "sample")
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
+                continue
+            if kind == "utterance":
+                # Busy from the start of speech to the end of its transcription, as the
+                # daemon's guard saw it (speech, then the wait, then the recogniser).
+                end = _number(path, number, record, "t")
+                spoken = _number(path, number, record, "duration_s")
+                waited = _number(path, number, record, "latency_s")
+                busy.append((max(0.0, end - waited - spoken), end))
                 continue
             if kind != "sample":
                 continue
@@ -465,13 +485,14 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
         chosen,
         gpus,
         tuple(models.items()),
+        busy,
     )
 
 
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise TraceError(path, line, f"{key} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TraceError(path, line, f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 

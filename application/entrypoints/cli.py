@@ -112,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
         control.add_argument("--json", action="store_true", help="print the JSON reply")
         control.add_argument("--socket", help="the daemon's control socket")
+    reset = sub.add_parser(
+        "reset",
+        help="end a model's CPU fallback now",
+        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
+        "there is room.",
+    )
+    reset.add_argument("model", help="the model's name, e.g. stt")
+    reset.add_argument("--json", action="store_true", help="print the JSON reply")
+    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
 
 
@@ -135,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
         return record_main(args)
-    if args.command in ("toggle", "status", "stop"):
+    if args.command in ("toggle", "status", "stop", "reset"):
         return control_main(args)
     return EXIT_USAGE
 
@@ -308,7 +317,10 @@ def control_main(args: argparse.Namespace) -> int:
 
     path = args.socket or str(default_socket_path())
     try:
-        reply = request(path, {"cmd": args.command})
+        message = {"cmd": args.command}
+        if args.command == "reset":
+            message["model"] = args.model
+        reply = request(path, message)
     except ControlError as error:
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
@@ -318,6 +330,8 @@ def control_main(args: argparse.Namespace) -> int:
         print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
     elif args.command == "status":
         print(_status_text(reply))
+    elif args.command == "reset":
+        print(f"{args.model}: CPU fallback ended; it returns to the GPU when there is room")
     else:
         print("listening" if reply.get("listening") else "not listening")
     return 0 if reply.get("ok") else 1

@@ -172,7 +172,14 @@ class Daemon:
         if command == "quit":
             self.stop("quit requested over the control socket")
             return {"ok": True, "quitting": True}
-        known = "toggle, start, stop, status, quit"
+        if command == "reset":
+            model = request.get("model")
+            if not isinstance(model, str) or not self.guard.reset(model):
+                names = ", ".join(m.name for m in self.guard.host.models())
+                return {"ok": False, "error": f"no model named {model!r} (models: {names})"}
+            log.warning("%s: CPU pinning ended by the operator (control socket)", model)
+            return {"ok": True, "model": model, "reset": True}
+        known = "toggle, start, stop, status, quit, reset"
         return {"ok": False, "error": f"unknown command {command!r} (known: {known})"}
 
     def status(self) -> dict[str, Any]:
