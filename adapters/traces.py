@@ -491,7 +491,9 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
 
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TraceError(path, line, f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value):
         raise TraceError(path, line, f"{key} must be a finite number, got {value!r}")
     return float(value)
 
