@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
+from swictation.domain.segmenter import SAMPLE_RATE
 
 log = logging.getLogger("swictation.spool")
-RATE = 16000
 SYNC_EVERY_S = 1.0
 
 
@@ -135,7 +135,7 @@ class Spool:
                 )
             self.written_bytes += path.stat().st_size
             return path
-        seconds = len(samples) / RATE
+        seconds = len(samples) / SAMPLE_RATE
         self.lost_s += seconds
         log.error(
             "%.1f s of audio lost: it could be spooled nowhere (%s)", seconds, "; ".join(errors)

@@ -29,7 +29,7 @@ from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
 from swictation.domain.model import Event
-from swictation.domain.segmenter import Segmenter, Span, VadSettings
+from swictation.domain.segmenter import SAMPLE_RATE, Segmenter, Span, VadSettings
 from swictation.ports import (
     AudioBlock,
     AudioSource,
@@ -40,7 +40,7 @@ from swictation.ports import (
 )
 
 log = logging.getLogger("swictation.pipeline")
-RATE = 16000
+RATE = SAMPLE_RATE
 
 
 @attrs.frozen
@@ -48,7 +48,6 @@ class Utterance:
     id: int
     samples: Any
     start_s: float
-    end_s: float
     closed_at: float  # monotonic time the VAD ended it
     speech_end_wall: float | None = None  # when its last voiced sample was heard (live/paced)
     spooled: Path | None = None  # its file in the spool (written when it was queued)
@@ -64,7 +63,6 @@ class Stats:
     utterances: int = 0
     words: int = 0
     spooled: int = 0  # left in the spool at the stop, for the next start
-    failed: int = 0
     latencies: list[float] = attrs.field(factory=list)  # VAD end -> text
     speech_latencies: list[float] = attrs.field(factory=list)  # last voiced sample -> text
     audio_s: float = 0.0
@@ -104,7 +102,6 @@ class DictationPipeline:
         events: EventSink,
         spool: Spool,
         settings: VadSettings | None = None,
-        device_of: Callable[[str], str] = lambda name: "cpu",
         realtime: bool = False,
         start_time: float = 0.0,
         workers: Workers | None = None,
@@ -119,7 +116,6 @@ class DictationPipeline:
         self._events = events
         self._spool = spool
         self._segmenter = Segmenter(settings or VadSettings(), RATE)
-        self._device_of = device_of
         self._realtime = realtime
         self._t0 = start_time
         self._keep_undelivered = keep_undelivered
@@ -336,7 +332,6 @@ class DictationPipeline:
             next(self._ids),
             samples,
             span.start / RATE,
-            span.end / RATE,
             time.monotonic(),
             speech_end_wall,
             spooled=self._spool.put(samples),
@@ -371,7 +366,6 @@ class DictationPipeline:
                 next(self._ids),
                 samples,
                 0.0,
-                len(samples) / RATE,
                 time.monotonic(),
                 spooled=path,
                 from_backlog=True,
@@ -395,7 +389,6 @@ class DictationPipeline:
             try:
                 self._transcribe(utterance)
             except Exception as error:  # one utterance's failure never ends the worker
-                self.stats.failed += 1
                 self.workers.error("stt", error)
                 log.error(
                     "utterance %d could not be transcribed (%s); kept in the spool",
