@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
         control.add_argument("--json", action="store_true", help="print the JSON reply")
         control.add_argument("--socket", help="the daemon's control socket")
+    reset = sub.add_parser(
+        "reset",
+        help="end a model's CPU fallback now",
+        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
+        "there is room.",
+    )
+    reset.add_argument("model", help="the model's name, e.g. stt")
+    reset.add_argument("--json", action="store_true", help="print the JSON reply")
+    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
 
 
@@ -148,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
         return record_main(args)
-    if args.command in ("toggle", "status", "stop"):
+    if args.command in ("toggle", "status", "stop", "reset"):
         return control_main(args)
     return EXIT_USAGE
 
@@ -301,7 +310,8 @@ def serve(container: Any) -> int:
     from swictation.application.container import shutdown
     from swictation.application.services.daemon import EXIT_FAILURE
 
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
             daemon = container.daemon()  # loads the models
@@ -314,7 +324,7 @@ def serve(container: Any) -> int:
             return EXIT_USAGE if bad_input else EXIT_FAILURE
         daemon.install_signal_handlers()
         try:
-            return int(daemon.run())
+            code = int(daemon.run())
         except Exception as error:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
@@ -323,6 +333,19 @@ def serve(container: Any) -> int:
         shutdown(container)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+    if daemon.restart_requested:
+        _restart()
+    return code
+
+
+def _restart() -> None:
+    """SIGHUP: the same program with the same arguments, so the configuration is read anew;
+    the queue is in the spool and the control socket path is the same."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    logging.getLogger("swictation").warning("restarting: %s", " ".join(argv))
+    logging.shutdown()
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def _plain(error: BaseException) -> str:
@@ -339,7 +362,10 @@ def control_main(args: argparse.Namespace) -> int:
 
     path = args.socket or str(default_socket_path())
     try:
-        reply = request(path, {"cmd": args.command})
+        message = {"cmd": args.command}
+        if args.command == "reset":
+            message["model"] = args.model
+        reply = request(path, message)
     except ControlError as error:
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
@@ -349,6 +375,8 @@ def control_main(args: argparse.Namespace) -> int:
         print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
     elif args.command == "status":
         print(status_text(reply))
+    elif args.command == "reset":
+        print(f"{args.model}: CPU fallback ended; it returns to the GPU when there is room")
     else:
         print("listening" if reply.get("listening") else "not listening")
     return 0 if reply.get("ok") else 1
