@@ -11,7 +11,7 @@ from dependency_injector import containers, providers
 
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
-from swictation.adapters.control_socket import ControlServer, default_socket_path
+from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer
 from swictation.adapters.host_memory import HostMemoryProbe
@@ -321,9 +321,11 @@ def build_daemon(settings: DaemonSettings) -> tuple[DaemonParts, Any]:
     """Builds every part (loading the models); returns the parts and a binder that connects
     the daemon's callbacks once it exists."""
     container = DaemonContainer(settings=settings)
+    path = container.control_path()
+    # One daemon per socket, decided before any model loads (a second daemon exits at once).
+    lock = SocketLock.take(path) if path is not None else None
     pipeline = container.pipeline()
     guard = container.guard()
-    path = container.control_path()
     parts = DaemonParts(
         pipeline, guard, container.events(), container.host(), None, watchdog_interval_s()
     )
@@ -331,6 +333,6 @@ def build_daemon(settings: DaemonSettings) -> tuple[DaemonParts, Any]:
     def bind(daemon: Any) -> None:
         guard.on_shutdown = daemon.on_shutdown
         if path is not None:
-            parts.control = ControlServer(path, daemon.handle)
+            parts.control = ControlServer(path, daemon.handle, lock=lock)
 
     return parts, bind

@@ -318,6 +318,10 @@ def control_main(args: argparse.Namespace) -> int:
     try:
         reply = request(path, {"cmd": args.command})
     except ControlError as error:
+        if args.command == "status":  # "not running" is a status: stdout, for status bars
+            gone = {"ok": False, "running": False, "error": str(error)}
+            print(json.dumps(gone) if args.json else f"swictation status: {error}")
+            return 1
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
     if args.json:
