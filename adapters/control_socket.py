@@ -236,6 +236,7 @@ class ControlServer:
         self._handler = handler
         self._uid = os.getuid() if allowed_uid is None else allowed_uid
         self._lock = lock
+        self._owns_lock = False  # a lock handed in is released by whoever took it
         self._timeout_s = timeout_s
         self._max_clients = max_clients
         self._sock: socket.socket | None = None
@@ -256,6 +257,7 @@ class ControlServer:
     def start(self) -> None:
         if self._lock is None:
             self._lock = SocketLock.take(self.path)
+            self._owns_lock = True
         try:
             self._listen()
         except BaseException:
@@ -290,7 +292,8 @@ class ControlServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stops serving, removes the socket, then releases the lock; safe to call twice."""
+        """Stops serving, removes the socket, then releases the lock if it took it; safe to
+        call twice."""
         self._stop.set()
         self._wake()
         if self._thread is not None:
@@ -316,7 +319,7 @@ class ControlServer:
             self._sock = None
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-        if self._lock is not None:
+        if self._lock is not None and self._owns_lock:
             self._lock.release()
             self._lock = None
 

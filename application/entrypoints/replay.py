@@ -15,7 +15,8 @@ import attrs
 from swictation.adapters.events import JsonlEventSink
 from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
 from swictation.application.config import ConfigError, load_guard_config
-from swictation.application.services.simulation import ModelSpec, SimulationReport, simulate
+from swictation.application.container import simulate
+from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Level
 
 PROGRESS_FROM_ROWS = 200_000

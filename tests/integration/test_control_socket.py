@@ -24,6 +24,7 @@ from swictation.adapters.control_socket import (
     MAX_REQUEST,
     ControlError,
     ControlServer,
+    SocketLock,
     default_socket_path,
     request,
 )
@@ -446,3 +447,19 @@ def test_default_path_prefers_xdg_runtime_dir(tmp_path, monkeypatch):
     assert default_socket_path() == tmp_path / "swictation.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_socket_path().parent.name == f"swictation-{os.getuid()}"
+
+
+def test_a_lock_handed_in_outlives_the_server_until_its_taker_releases_it(tmp_path):
+    """The daemon takes the lock before its models load and keeps it past the server's stop
+    (while it spools), so no second daemon starts on a half-stopped one."""
+    path = tmp_path / "s.sock"
+    lock = SocketLock.take(path)
+    srv = ControlServer(path, handler, lock=lock)
+    srv.start()
+    srv.stop()
+    assert not path.exists()
+    assert is_locked(lock_of(path))
+    with pytest.raises(ControlError, match="another swictationd is running"):
+        SocketLock.take(path)
+    lock.release()
+    assert not is_locked(lock_of(path))
