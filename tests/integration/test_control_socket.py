@@ -276,7 +276,7 @@ def test_a_flood_waits_in_a_deep_backlog_and_every_client_is_answered_or_busy(tm
 def test_the_client_retries_while_the_backlog_is_full(tmp_path):
     path = tmp_path / "s.sock"
     child = Child("serve", str(path))
-    attempts = []
+    attempts: list[str] | None = None  # the hook is quiet until the backlog is full
 
     def resume_on_the_second_attempt(event, args):
         # the client's second connect is a retry: the first met a full backlog
@@ -285,17 +285,17 @@ def test_the_client_retries_while_the_backlog_is_full(tmp_path):
             if len(attempts) == 2:
                 os.kill(child.process.pid, signal.SIGCONT)
 
-    sys.addaudithook(resume_on_the_second_attempt)
+    sys.addaudithook(resume_on_the_second_attempt)  # cannot be removed: it goes quiet after
     try:
         stopped(child)
         queued = fill_backlog(path)
-        attempts.clear()
+        attempts = []
         assert request(path, {"cmd": "status"}, timeout=120) == {"ok": True, "echo": "status"}
         assert len(attempts) >= 2
         for sock in queued:
             sock.close()
     finally:
-        attempts = None  # the hook cannot be removed: it goes quiet
+        attempts = None
         child.kill()
 
 
