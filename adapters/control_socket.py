@@ -569,40 +569,13 @@ def _exchange(path: Path, message: dict[str, Any], deadline: float) -> dict[str,
     """None when the backlog is full (try again)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        sock.settimeout(_left(deadline, path))
-        try:
-            sock.connect(str(path))
-        except BlockingIOError:
-            return None
-        uid = _peer_uid(sock)
-        if uid != os.getuid():
-            raise ControlError(
-                f"{path}: answered by a process of uid {uid}, not yours (uid {os.getuid()}); "
-                "not trusting it"
-            )
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(_encode(message))  # refused at once: the reply is still there
-        data = b""
-        while not data.endswith(b"\n"):
-            sock.settimeout(_left(deadline, path))
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_REPLY:
-                raise ControlError(f"{path}: the daemon's answer is too large")
-    except FileNotFoundError:
-        raise ControlError(f"no daemon is running (no socket at {path})") from None
-    except ConnectionRefusedError:
-        raise ControlError(f"no daemon is running (nothing listens on {path})") from None
-    except PermissionError:
-        raise ControlError(f"{path}: permission denied (another user's daemon?)") from None
-    except TimeoutError:
-        raise ControlError(f"{path}: the daemon did not answer in time") from None
+        data = _talk(sock, path, message, deadline)
     except OSError as error:
-        raise ControlError(f"{path}: the daemon did not answer ({error.strerror})") from None
+        raise _unreachable(path, error) from None
     finally:
         sock.close()
+    if data is None:
+        return None
     try:
         reply = json.loads(data.decode())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -610,6 +583,46 @@ def _exchange(path: Path, message: dict[str, Any], deadline: float) -> dict[str,
     if not isinstance(reply, dict):
         raise ControlError(f"{path}: the daemon's answer is not a JSON object")
     return reply
+
+
+def _talk(
+    sock: socket.socket, path: Path, message: dict[str, Any], deadline: float
+) -> bytes | None:
+    sock.settimeout(_left(deadline, path))
+    try:
+        sock.connect(str(path))
+    except BlockingIOError:
+        return None
+    uid = _peer_uid(sock)
+    if uid != os.getuid():
+        raise ControlError(
+            f"{path}: answered by a process of uid {uid}, not yours (uid {os.getuid()}); "
+            "not trusting it"
+        )
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(_encode(message))  # refused at once: the reply is still there
+    data = b""
+    while not data.endswith(b"\n"):
+        sock.settimeout(_left(deadline, path))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REPLY:
+            raise ControlError(f"{path}: the daemon's answer is too large")
+    return data
+
+
+def _unreachable(path: Path, error: OSError) -> ControlError:
+    if isinstance(error, FileNotFoundError):
+        return ControlError(f"no daemon is running (no socket at {path})")
+    if isinstance(error, ConnectionRefusedError):
+        return ControlError(f"no daemon is running (nothing listens on {path})")
+    if isinstance(error, PermissionError):
+        return ControlError(f"{path}: permission denied (another user's daemon?)")
+    if isinstance(error, TimeoutError):
+        return ControlError(f"{path}: the daemon did not answer in time")
+    return ControlError(f"{path}: the daemon did not answer ({error.strerror})")
 
 
 def _left(deadline: float, path: Path) -> float:
