@@ -34,6 +34,7 @@ from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,
+    append_undelivered,
     wtype_output,
     xdotool_output,
 )
@@ -90,7 +91,7 @@ def _vad_settings(plain: dict[str, Any]) -> VadSettings:
 
 
 def _jsonl_events(path: str) -> Iterator[JsonlEventSink]:
-    sink = JsonlEventSink(path)
+    sink = JsonlEventSink(path, append=True)  # the flight recorder survives restarts
     try:
         yield sink
     finally:
@@ -160,7 +161,13 @@ def _loaded_models(
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     return tuple(
-        ModelState(m["name"], m["size_mib"], offloadable=m.get("offloadable", True)) for m in models
+        ModelState(
+            m["name"],
+            m["size_mib"],
+            offloadable=m.get("offloadable", True),
+            working_mib=m.get("working_mib", 0.0),
+        )
+        for m in models
     )
 
 
@@ -348,6 +355,7 @@ class Container(containers.DeclarativeContainer):
         settings=vad_settings,
         realtime=config.run.realtime,
         start_time=start_time,
+        keep_undelivered=providers.Object(append_undelivered),
     )
     busy = providers.Selector(
         config.run.mode,

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("trace", help="nvidia-smi CSV or the project's JSONL")
     rp.add_argument("--format", choices=("auto", "nvidia-smi", "jsonl"), default="auto")
     rp.add_argument("--gpu", help="which GPU of a multi-GPU file (index; default: the first)")
-    rp.add_argument("--total-mib", type=_positive, help="card size for files without a total")
+    rp.add_argument("--total-mib", help="card size for files without a total, e.g. 8192 or 24GiB")
     rp.add_argument(
         "--columns", type=_columns, help="names of a headerless file's columns, in order"
     )
@@ -91,11 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
+    rp.add_argument(
+        "--policy",
+        choices=(*choices(PolicyName), "both"),
+        help="default: guard.policy from the configuration",
+    )
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+    rp.add_argument(
+        "--advise",
+        action="store_true",
+        help="try the presets and a small grid of settings; print the best few",
+    )
 
     rec = sub.add_parser(
         "record",
@@ -150,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
@@ -307,7 +317,8 @@ def serve(container: Any) -> int:
     from swictation.application.container import shutdown
     from swictation.application.services.daemon import EXIT_FAILURE
 
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
             container.control_lock()  # one daemon per socket, decided before any model loads
@@ -321,7 +332,7 @@ def serve(container: Any) -> int:
             return EXIT_USAGE if bad_input else EXIT_FAILURE
         daemon.install_signal_handlers()
         try:
-            return int(daemon.run())
+            code = int(daemon.run())
         except Exception as error:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
@@ -330,6 +341,19 @@ def serve(container: Any) -> int:
         shutdown(container)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+    if daemon.restart_requested:
+        _restart()
+    return code
+
+
+def _restart() -> None:
+    """SIGHUP: the same program with the same arguments, so the configuration is read anew;
+    the queue is in the spool and the control socket path is the same."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    logging.getLogger("swictation").warning("restarting: %s", " ".join(argv))
+    logging.shutdown()
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def _plain(error: BaseException) -> str:
