@@ -9,9 +9,10 @@ import itertools
 import json
 import math
 import re
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, overload
 
 import attrs
 
@@ -47,10 +48,12 @@ class TraceError(Exception):
 class Trace:
     path: str
     format: str
-    times: list[float]
-    used_mib: list[float]
-    total_mib: list[float]
-    own_mib: list[float] | None = None
+    # Compact columns (a 10-million-row file stays in memory): float64 times from the start,
+    # float32 memory figures, and the card's size stored once while it does not change.
+    times: Sequence[float]
+    used_mib: Sequence[float]
+    total_mib: Sequence[float]
+    own_mib: Sequence[float] | None = None
     gpu: str = "0"
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
@@ -179,6 +182,50 @@ class _Lines:
     def at_cut_end(self, line: int | None) -> bool:
         """Whether `line` is the last one and was cut off (a recording stopped mid-write)."""
         return self.cut and line == self.count
+
+
+class Totals(Sequence[float]):
+    """The card's size per row: one number while it stays the same (it nearly always does),
+    an array of them once it changes."""
+
+    __slots__ = ("_count", "_value", "_values")
+
+    def __init__(self) -> None:
+        self._value = 0.0
+        self._count = 0
+        self._values: array[float] | None = None
+
+    def append(self, value: float) -> None:
+        if self._values is not None:
+            self._values.append(value)
+        elif self._count == 0 or value == self._value:
+            self._value = value
+            self._count += 1
+        else:
+            self._values = array("f", [self._value]) * self._count
+            self._values.append(value)
+
+    def __len__(self) -> int:
+        return self._count if self._values is None else len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
+        if self._values is not None:
+            return self._values[index]
+        if isinstance(index, slice):
+            return [self._value] * len(range(*index.indices(self._count)))
+        if not -self._count <= index < self._count:
+            raise IndexError("row out of range")
+        return self._value
+
+
+def _columns() -> tuple[array[float], array[float], Totals]:
+    return array("d"), array("f"), Totals()
 
 
 def sniff(path: Path) -> str:
@@ -348,9 +395,7 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     width = len(names)
     stamps = _Stamps()
     minutes = stamps.minutes
-    times: list[float] = []
-    used: list[float] = []
-    total: list[float] = []
+    times, used, total = _columns()
     gpus: list[str] = []
     seen: set[str] = set()
     chosen = gpu
@@ -458,10 +503,10 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
 def _finish(
     path: Path,
     fmt: str,
-    times: list[float],
-    used: list[float],
-    total: list[float],
-    own: list[float] | None,
+    times: array[float],
+    used: Sequence[float],
+    total: Sequence[float],
+    own: Sequence[float] | None,
     asked: str | None,
     chosen: str | None,
     gpus: list[str],
@@ -473,6 +518,8 @@ def _finish(
             path, None, f"no GPU {asked} in this trace (it holds GPUs {', '.join(gpus)})"
         )
     start = times[0] if times else 0.0
+    for i in range(len(times)):  # in place: a copy of ten million times would double them
+        times[i] -= start
     merged: list[tuple[float, float]] = []
     for begin, end in sorted(busy or ()):
         if merged and begin <= merged[-1][1]:
@@ -482,7 +529,7 @@ def _finish(
     return Trace(
         str(path),
         fmt,
-        [t - start for t in times],
+        times,
         used,
         total,
         own,
@@ -499,10 +546,8 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     total_override: float | None,
     notice: Callable[[str], None] | None = None,
 ) -> Trace:
-    times: list[float] = []
-    used: list[float] = []
-    total: list[float] = []
-    own: list[float] = []
+    times, used, total = _columns()
+    own = array("f")
     models: dict[str, float] = {}
     gpus: list[str] = []
     chosen = gpu
