@@ -12,9 +12,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import advise_bench
 import daemon_bench
+import memory_bench
 import replay_bench
 
-BENCHES = {"replay": replay_bench.main, "advise": advise_bench.main, "daemon": daemon_bench.main}
+BENCHES = {
+    "replay": replay_bench.main,
+    "advise": advise_bench.main,
+    "memory": memory_bench.main,
+    "daemon": daemon_bench.main,
+}
 
 
 def machine() -> str:
