@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from swictation.adapters.audio_file import FileAudioSource
-from swictation.adapters.memory import ScriptedProbe
+from swictation.adapters.memory import ResidentModelsProbe, ScriptedProbe
 from swictation.application.config import resolve_settings
 from swictation.ports import AudioSource
 from tests.e2e.conftest import BIN, GiB, run_command, write_csv
@@ -111,21 +111,21 @@ class ThenSilenceUntil(AudioSource):
         self._done = done
         self._limit_s = limit_s
         self._closed = False
+        self.position_s = 0.0  # seconds of audio handed out so far
 
     def blocks(self):
         import numpy as np
 
         from swictation.ports import AudioBlock
 
-        t = 0.0
         for block in self._inner.blocks():
-            t = block.t + block.duration_s
+            self.position_s = block.t + block.duration_s
             yield block
         deadline = time.monotonic() + self._limit_s
         while not self._closed and not self._done() and time.monotonic() < deadline:
             time.sleep(0.032)
-            yield AudioBlock(t, np.zeros(512, np.float32))
-            t += 512 / 16000
+            yield AudioBlock(self.position_s, np.zeros(512, np.float32))
+            self.position_s += 512 / 16000
 
     def close(self) -> None:
         self._closed = True
@@ -133,16 +133,18 @@ class ThenSilenceUntil(AudioSource):
 
 
 def test_emergency_mid_recording_loses_no_words(tmp_path, spool, serve_in_process):
-    """A real-time recording while the replayed card is at 97 % from 1.5 s to 5 s: the
-    speech model is offloaded and restored, and both sentences are typed. In-process, the
-    recording is followed by silence until the restore is recorded."""
+    """A real-time recording while others fill the card to 96 % from 1.5 s of audio on: the
+    speech model is offloaded (residency simulated as under --probe trace) and restored, and
+    both sentences are typed. The card stays full until the offload is recorded and 5 s of
+    audio have passed, and the recording is followed by silence until the restore is
+    recorded: the test waits on what happens, not on the wall clock."""
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n[guard]\nmin_offload_mib = 16\n")
     events = tmp_path / "events.jsonl"
     settings = resolve_settings(
         {
             "daemon": {
-                "probe": "trace",
+                "probe": "trace",  # selects the simulated residency; the card is scripted below
                 "trace": str(emergency_trace(tmp_path)),
                 "events": str(events),
                 "spool_dir": spool,
@@ -154,13 +156,24 @@ def test_emergency_mid_recording_loses_no_words(tmp_path, spool, serve_in_proces
         realtime=True,
     )
 
-    def restored() -> bool:
-        return events.exists() and '"action":"restore"' in events.read_text()
+    def recorded(action: str) -> bool:
+        return events.exists() and f'"action":"{action}"' in events.read_text()
 
-    code, lines = serve_in_process(
-        settings,
-        source=lambda c: ThenSilenceUntil(FileAudioSource(str(AUDIO / "pair.wav"), True), restored),
+    source = ThenSilenceUntil(
+        FileAudioSource(str(AUDIO / "pair.wav"), True), lambda: recorded("restore"), 60.0
     )
+
+    def others_mib(_t: float) -> float:
+        heard = source.position_s
+        full = heard >= 1.5 and not (heard >= 5.0 and recorded("offload"))
+        return 7900.0 if full else 2900.0
+
+    def card(container):
+        return ResidentModelsProbe(
+            ScriptedProbe(others_mib, 8 * GiB, container.clock()), container.host().simulated
+        )
+
+    code, lines = serve_in_process(settings, source=lambda c: source, probe=card)
     assert code == 0
     assert len(lines) == 2
     assert word_error_rate("Open the window. Close the door behind you.", " ".join(lines)) <= 0.2
