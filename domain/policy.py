@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from swictation.domain.cooperation import Cooperation, CooperationStep, Pressure, TenantView
 from swictation.domain.forecast import GrowthForecast, time_to_exhaustion_s
 from swictation.domain.machine import PressureMachine
 from swictation.domain.model import (
@@ -86,6 +87,7 @@ class GuardPolicy:
         self._restored_at: dict[str, float] = {}
         self._backoff_steps: dict[str, int] = {}
         self._backoff_until: dict[str, float] = {}
+        self.cooperation = Cooperation(self.tuning.tenant_wait_s, self.tuning.tenant_reload)
 
     @property
     def level(self) -> Level:
@@ -137,9 +139,14 @@ class GuardPolicy:
             )
         actions.extend(self._cleanup(level, previous, t))
         interval = self._interval(sample, tte, bool(in_flight))
-        actions.extend(
-            self._offloads(level, sample, used - leaving_mib, offloadable, slope, interval)
+        cooperation = self._cooperate(
+            level, sample, used - leaving_mib, offloadable, slope, interval, observation.tenants
         )
+        actions.extend(cooperation.actions)
+        if not cooperation.hold_offloads:
+            actions.extend(
+                self._offloads(level, sample, used - leaving_mib, offloadable, slope, interval)
+            )
         if level is Level.NORMAL and not observation.busy and not in_flight:
             actions.extend(self._restore(models, sample, slope or 0.0))
         return Decision(t, level, previous, tuple(actions), interval, sample.usage, tte)
@@ -216,6 +223,40 @@ class GuardPolicy:
         )
         why = "entered" if level > previous else "still"
         return [Action(kind, reason=f"{why} {level.name}")]
+
+    def _cooperate(
+        self,
+        level: Level,
+        sample: MemorySample,
+        projected_mib: float,
+        candidates: Sequence[ModelState],
+        slope: float | None,
+        interval: float,
+        tenants: tuple[TenantView, ...],
+    ) -> CooperationStep:
+        """Co-tenants are asked where our own offload would be planned (EMERGENCY, or the
+        forecast says the card fills first), and urgently where that would not save us."""
+        if not tenants and not self.cooperation.asked:
+            return CooperationStep()
+        th = self.thresholds
+        total = sample.total_mib
+        target_mib = min(th.critical * total, total - th.critical_free_mib)
+        tte = time_to_exhaustion_s(sample.free_mib, slope)
+        all_out = self.tuning.transfer_s(sum(m.size_mib for m in candidates))
+        lead = self.tuning.forecast_safety * (interval + all_out)
+        need = projected_mib - target_mib
+        pressing = level is Level.EMERGENCY and need > 0
+        if not pressing and tte is not None and slope is not None and tte <= lead:
+            pressing = True
+            need = projected_mib + min(slope * lead, total) - target_mib
+        urgent = pressing and (
+            sample.usage >= th.shutdown
+            or not candidates
+            or (tte is not None and tte <= interval + all_out)
+        )
+        return self.cooperation.step(
+            Pressure(sample.t, level, pressing, max(0.0, need), urgent), tenants
+        )
 
     def _offload_candidates(self, models: Sequence[ModelState]) -> list[ModelState]:
         return [

@@ -7,6 +7,9 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from swictation.domain.cooperation import TenantView
+from swictation.domain.model import Action
+
 TENANT_KINDS = ("ollama", "comfyui", "llamacpp", "vllm", "lmstudio", "a1111", "textgen")
 
 
@@ -87,3 +90,15 @@ class Tenant(Protocol):
     def reload(self) -> ReleaseResult:
         """Ask it to take back what the last release let go of (where its API can)."""
         ...
+
+
+@runtime_checkable
+class TenantRelay(Protocol):
+    """What the guard uses of the co-tenants: their latest known state (never blocking) and a
+    hand-off for the asks it decided (carried out off the guard's thread)."""
+
+    def views(self) -> tuple[TenantView, ...]: ...
+
+    def ask(self, action: Action, t: float, usage: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
