@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
+    rp.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="KIND=SIZE",
+        help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
+        "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
+    )
     rp.add_argument("--policy", choices=("default", "legacy", "both"), default="default")
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
@@ -131,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            tenants=tuple(args.tenant),
         )
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":

@@ -13,10 +13,12 @@ from typing import Any, TextIO
 import attrs
 
 from swictation.adapters.events import JsonlEventSink
+from swictation.adapters.tenants import SimulatedTenant
 from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
 from swictation.application.config import ConfigError, load_guard_config
 from swictation.application.services.simulation import ModelSpec, SimulationReport, simulate
 from swictation.domain.model import Level
+from swictation.ports.tenants import TENANT_KINDS
 
 PROGRESS_FROM_ROWS = 200_000
 
@@ -38,6 +40,7 @@ class ReplayOptions:
     events: str | None = None
     plot: str | None = None
     json: bool = False
+    tenants: tuple[str, ...] = ()
 
 
 def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
@@ -56,6 +59,27 @@ def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
             raise UsageError(f"--model {spec}: {name.strip()!r} is given twice")
         models.append(ModelSpec(name.strip(), mib))
     return models
+
+
+def parse_tenants(specs: Sequence[str]) -> list[tuple[str, float]]:
+    """`--tenant KIND=SIZE` -> (kind, MiB): a co-tenant that frees SIZE when asked."""
+    tenants: list[tuple[str, float]] = []
+    for spec in specs:
+        kind, sep, size = spec.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in TENANT_KINDS:
+            raise UsageError(
+                f"--tenant {spec}: expected KIND=SIZE with a KIND of {', '.join(TENANT_KINDS)}, "
+                "e.g. ollama=6GiB"
+            )
+        try:
+            mib = parse_size_mib(size)
+        except ValueError as error:
+            raise UsageError(f"--tenant {spec}: {error}") from None
+        if not mib > 0:
+            raise UsageError(f"--tenant {spec}: size must be > 0")
+        tenants.append((kind, mib))
+    return tenants
 
 
 def _progress(
@@ -89,11 +113,13 @@ def _progress(
 
 def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     # The events file and the summary tell what the guard did; its live log would repeat it.
-    guard_log = logging.getLogger("swictation.guard")
-    if guard_log.getEffectiveLevel() >= logging.WARNING:
-        guard_log.setLevel(logging.ERROR)
+    for name in ("swictation.guard", "swictation.tenants"):
+        guard_log = logging.getLogger(name)
+        if guard_log.getEffectiveLevel() >= logging.WARNING:
+            guard_log.setLevel(logging.ERROR)
     config = load_guard_config(options.config)
     models = parse_models(options.models)
+    tenants = parse_tenants(options.tenants)
     trace = read_trace(
         options.trace,
         options.format,
@@ -125,6 +151,7 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
                     events=sink,
                     progress=advance,
                     series_points=4000 if options.plot else 0,
+                    tenants=[SimulatedTenant(kind, mib) for kind, mib in tenants],
                 )
             )
         finally:
@@ -143,12 +170,14 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
             total_mib=trace.total_mib[0],
             models={m.name: round(m.size_mib, 1) for m in models},
         )
+        if tenants:
+            body["tenants_given"] = [{"kind": k, "size_mib": round(m, 1)} for k, m in tenants]
         if len(reports) > 1:
             body["compare"] = {r.policy: r.to_json() for r in reports[1:]}
         json.dump(body, out, sort_keys=False)
         out.write("\n")
     else:
-        out.write(summary(trace, models, reports))
+        out.write(summary(trace, models, reports, tenants))
     return 0
 
 
@@ -161,13 +190,23 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
-def summary(trace: Trace, models: Sequence[ModelSpec], reports: Sequence[SimulationReport]) -> str:
+def summary(
+    trace: Trace,
+    models: Sequence[ModelSpec],
+    reports: Sequence[SimulationReport],
+    tenants: Sequence[tuple[str, float]] = (),
+) -> str:
     lines = [
         f"{trace.path}: GPU {trace.gpu}, {trace.total_mib[0]:,.0f} MiB, "
         f"{len(trace):,} samples over {_duration(trace.duration_s)}",
         "models: " + (", ".join(f"{m.name} {m.size_mib:,.0f} MiB" for m in models) or "none"),
-        "",
     ]
+    if tenants:
+        lines.append(
+            "co-tenants (free what they hold when asked): "
+            + ", ".join(f"{kind} {mib:,.0f} MiB" for kind, mib in tenants)
+        )
+    lines.append("")
     width = 17
     header = f"{'':<22}" + "".join(f"{r.policy:>{width}}" for r in reports)
     lines.append(header)
@@ -187,6 +226,14 @@ def summary(trace: Trace, models: Sequence[ModelSpec], reports: Sequence[Simulat
         ("peak usage", lambda r: f"{r.peak_usage:.1%}"),
         ("shut down", lambda r: "yes" if r.shutdown else "no"),
     ]
+    if tenants:
+        rows += [
+            ("co-tenants asked", lambda r: str(r.asks)),
+            (
+                "freed by co-tenants",
+                lambda r: f"{sum(t['freed_mib'] for t in r.tenants.values()):,.0f} MiB",
+            ),
+        ]
     for label, cell in rows:
         lines.append(f"  {label:<20}" + "".join(f"{cell(r):>{width}}" for r in reports))
     return "\n".join(lines) + "\n"

@@ -135,6 +135,8 @@ class TenantBroker(TenantRelay):
         with self._lock:
             if reload:
                 record.reloads += 1
+                if not self.threaded and result.done:
+                    record.freed_mib -= result.reported_mib or 0.0
             else:
                 record.asks += 1
                 record.freed_mib += freed or 0.0
@@ -201,6 +203,12 @@ class TenantBroker(TenantRelay):
         return detail
 
     # -- reporting -----------------------------------------------------------------------
+
+    def freed_mib(self) -> float:
+        """What the asked have freed so far, all together (less what reloads took back, in
+        the simulation, where a reload reports what it took)."""
+        with self._lock:
+            return sum(r.freed_mib for r in self._records.values())
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each tenant's last known state and what asking it did, for status and reports."""

@@ -11,11 +11,13 @@ import attrs
 
 from swictation.adapters.events import NullEventSink
 from swictation.adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
+from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.guard import GuardService
 from swictation.domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import EventSink, GpuProbe
+from swictation.ports.tenants import Tenant
 
 
 @attrs.frozen
@@ -43,8 +45,20 @@ class SimulationReport:
     series: tuple[tuple[float, float, int], ...] = ()
     # (t, kind, model) for every offload/restore, and t of every would-be OOM (capped).
     marks: tuple[tuple[float, str, str], ...] = ()
+    # Co-tenants asked to release: {name: {"asks": n, "freed_mib": MiB}}.
+    tenants: dict[str, dict[str, float]] = attrs.field(factory=dict)
+
+    @property
+    def asks(self) -> int:
+        return int(sum(t["asks"] for t in self.tenants.values()))
 
     def to_json(self) -> dict[str, Any]:
+        body = self._body()
+        if self.tenants:
+            body.update(asks=self.asks, tenants=self.tenants)
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {
             "policy": self.policy,
             "samples": self.samples,
@@ -93,10 +107,12 @@ def simulate(
     events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
     series_points: int = 0,
+    tenants: Sequence[Tenant] = (),
 ) -> SimulationReport:
     """Replay device usage (`used_mib` excludes our models) with `models` resident at the
     start. OOMs and the peak are judged at every row; the guard polls on its own schedule
-    and sees the latest row at or before each poll."""
+    and sees the latest row at or before each poll. Each of `tenants` (simulated co-tenants
+    whose memory is part of `used_mib`) frees its memory from every later row once asked."""
     n = len(times)
     if n == 0:
         raise ValueError("nothing to simulate: no samples")
@@ -107,6 +123,7 @@ def simulate(
     )
     feed = _Row(clock)
     sink = events or NullEventSink()
+    broker = _broker(tenants, sink, clock)
     guard = GuardService(
         ResidentModelsProbe(feed, host),
         host,
@@ -117,6 +134,7 @@ def simulate(
         busy=None if busy is None else (lambda: busy(clock.now())),
         record_samples=False,
         start_time=times[0],
+        tenants=broker,
     )
     levels = dict.fromkeys((level.name for level in Level), 0.0)
     level = policy.level
@@ -128,6 +146,7 @@ def simulate(
     next_poll = times[0]
     last_t = times[0]
     shutdown = False
+    freed = 0.0
     stride = max(1, n // series_points) if series_points else 0
     series: list[tuple[float, float, int]] = []
     marks: list[tuple[float, str, str]] = []
@@ -138,7 +157,7 @@ def simulate(
             clock.set(t)
             resident = host.gpu_resident_mib()
             change_at = host.next_change()
-        usage = (used_mib[i] + resident) / total
+        usage = (max(0.0, used_mib[i] - freed) + resident) / total
         if usage > peak:
             peak = usage
         if usage >= 1.0:
@@ -152,7 +171,7 @@ def simulate(
         if shutdown:
             continue
         following = times[i + 1] if i + 1 < n else math.nextafter(t, math.inf)
-        feed.used = used_mib[i]
+        feed.used = max(0.0, used_mib[i] - freed)
         feed.total = total
         feed.own = None if own_mib is None else own_mib[i]
         while next_poll < following and not shutdown:
@@ -175,6 +194,9 @@ def simulate(
             if decision.actions:
                 resident = host.gpu_resident_mib()
                 change_at = host.next_change()
+                if broker is not None:
+                    freed = broker.freed_mib()
+                    feed.used = max(0.0, used_mib[i] - freed)
             next_poll = poll + decision.next_poll_s
         if progress is not None and i % 8192 == 0:
             progress(i)
@@ -196,7 +218,25 @@ def simulate(
         final_placement={m.name: m.placement.value for m in host.models()},
         series=tuple(series),
         marks=tuple(marks),
+        tenants={}
+        if broker is None
+        else {
+            entry["name"]: {"asks": entry["asks"], "freed_mib": entry["freed_mib"]}
+            for entry in broker.snapshot()
+        },
     )
+
+
+def _broker(tenants: Sequence[Tenant], sink: EventSink, clock: FakeClock) -> TenantBroker | None:
+    if not tenants:
+        return None
+    names: list[str] = []
+    for tenant in tenants:
+        name = tenant.kind
+        count = sum(1 for n in names if n == name or n.startswith(f"{name}#"))
+        names.append(name if count == 0 else f"{name}#{count + 1}")
+    specs = [TenantSpec(name, tenant) for name, tenant in zip(names, tenants, strict=True)]
+    return TenantBroker(specs, sink, clock, threaded=False)
 
 
 def sample_function(
