@@ -32,7 +32,7 @@ from swictation.adapters.text_output import (
 from swictation.adapters.torch_cuda import TorchCudaProbe, cuda_available
 from swictation.adapters.torch_models import TorchResidency
 from swictation.adapters.traces import TraceProbe, read_trace
-from swictation.application.services.daemon import DaemonSettings, parse_fault
+from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
@@ -119,20 +119,21 @@ def make_container(
 
 
 def _device(settings: DaemonSettings) -> str:
-    if settings.stt_device == "auto":
+    device = settings.config.stt.device
+    if device == "auto":
         return "cuda" if cuda_available() else "cpu"
-    return settings.stt_device
+    return str(device)
 
 
 def _stt_residency(settings: DaemonSettings) -> Any:
-    if settings.stt_engine == "nemo":
+    if settings.config.stt.engine == "nemo":
         from swictation.adapters.nemo_stt import load_nemo
 
-        return TorchResidency(load_nemo(settings.stt_model, "cpu"))
+        return TorchResidency(load_nemo(settings.config.stt.model, "cpu"))
     from swictation.adapters.whisper_stt import whisper_residency
 
     # A CTranslate2 model is built on its device; offloading is handled by its residency.
-    return whisper_residency(settings.stt_model, _device(settings))
+    return whisper_residency(settings.config.stt.model, _device(settings))
 
 
 def _vad_residency() -> Any:
@@ -167,9 +168,9 @@ def _loaded_host(
 
 
 def _trace_probe(settings: DaemonSettings, clock: Any, host: Any) -> Any:
-    if not settings.trace:
+    if not settings.config.daemon.trace:
         raise ValueError("--probe trace needs --trace FILE")
-    trace = read_trace(settings.trace)
+    trace = read_trace(settings.config.daemon.trace)
     inner = TraceProbe(trace, clock)
     if isinstance(host, SimulatedGpuHost):
         return ResidentModelsProbe(inner, host.simulated)
@@ -177,24 +178,24 @@ def _trace_probe(settings: DaemonSettings, clock: Any, host: Any) -> Any:
 
 
 def _guard_host(settings: DaemonSettings, loaded: RealModelHost, clock: Any) -> Any:
-    if settings.probe == "trace":
-        return SimulatedGpuHost(loaded, clock, settings.guard.tuning)
+    if settings.config.daemon.probe == "trace":
+        return SimulatedGpuHost(loaded, clock, settings.config.guard.tuning)
     return loaded
 
 
 def _recognizer(settings: DaemonSettings, host: Any) -> Any:
-    if settings.stt_engine == "nemo":
+    stt = settings.config.stt
+    if stt.engine == "nemo":
         from swictation.adapters.nemo_stt import NemoRecognizer
 
-        recognizer: Any = NemoRecognizer(host, "stt", settings.language)
+        recognizer: Any = NemoRecognizer(host, "stt", stt.language)
     else:
         from swictation.adapters.whisper_stt import WhisperRecognizer
 
-        recognizer = WhisperRecognizer(host, "stt", settings.language, settings.beam_size)
-    for spec in settings.faults:
-        model, kind, count = parse_fault(spec)
-        if model == "stt":
-            recognizer = FaultyRecognizer(recognizer, host, model, kind, count)
+        recognizer = WhisperRecognizer(host, "stt", stt.language, stt.beam_size)
+    for fault in settings.faults:
+        if fault.model == "stt":
+            recognizer = FaultyRecognizer(recognizer, host, fault.model, fault.kind, fault.count)
     return recognizer
 
 
@@ -207,25 +208,27 @@ def _vad(host: Any) -> Any:
 def _source(settings: DaemonSettings) -> Any:
     if settings.audio_file:
         return FileAudioSource(settings.audio_file, realtime=settings.realtime)
-    return MicrophoneSource(settings.audio_device)
+    return MicrophoneSource(settings.config.audio.device)
 
 
 def _output(settings: DaemonSettings) -> Any:
-    if settings.output == "file":
-        if not settings.output_file:
+    output = settings.config.output
+    if output.kind == "file":
+        if not output.file:
             raise OutputError("--output file needs --output-file PATH")
-        return FileOutput(settings.output_file)
-    if settings.output == "wtype":
+        return FileOutput(output.file)
+    if output.kind == "wtype":
         return wtype_output()
-    if settings.output == "xdotool":
+    if output.kind == "xdotool":
         return xdotool_output()
     return StdoutOutput()
 
 
 def _control(settings: DaemonSettings) -> Any:
-    if settings.audio_file and not settings.socket:
+    socket = settings.config.control.socket
+    if settings.audio_file and not socket:
         return None  # a file run is not a session to control unless asked
-    return settings.socket or str(default_socket_path())
+    return socket or str(default_socket_path())
 
 
 class DaemonContainer(containers.DeclarativeContainer):
@@ -234,7 +237,10 @@ class DaemonContainer(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     events = providers.Singleton(
-        lambda s: JsonlEventSink(s.events) if s.events else NullEventSink(), settings
+        lambda s: (
+            JsonlEventSink(s.config.daemon.events) if s.config.daemon.events else NullEventSink()
+        ),
+        settings,
     )
     vad_residency = providers.Singleton(_vad_residency)
     stt_residency = providers.Singleton(_stt_residency, settings)
@@ -243,16 +249,18 @@ class DaemonContainer(containers.DeclarativeContainer):
     )
     host = providers.Singleton(_guard_host, settings, models, clock)
     probe = providers.Selector(
-        providers.Callable(lambda s: s.probe, settings),
+        providers.Callable(lambda s: str(s.config.daemon.probe), settings),
         none=providers.Singleton(NoProbe, clock),
-        nvml=providers.Singleton(NvmlProbe, clock, providers.Callable(lambda s: s.gpu, settings)),
+        nvml=providers.Singleton(
+            NvmlProbe, clock, providers.Callable(lambda s: s.config.daemon.gpu, settings)
+        ),
         torch=providers.Singleton(
-            TorchCudaProbe, clock, providers.Callable(lambda s: int(s.gpu), settings)
+            TorchCudaProbe, clock, providers.Callable(lambda s: int(s.config.daemon.gpu), settings)
         ),
         host=providers.Singleton(HostMemoryProbe, clock),
         trace=providers.Singleton(_trace_probe, settings, clock, host),
     )
-    tuning = providers.Callable(lambda s: s.guard.tuning, settings)
+    tuning = providers.Callable(lambda s: s.config.guard.tuning, settings)
     recovery = providers.Singleton(RecoveryTracker, tuning)
     runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
     pipeline = providers.Singleton(
@@ -263,8 +271,10 @@ class DaemonContainer(containers.DeclarativeContainer):
         output=providers.Singleton(_output, settings),
         runner=runner,
         events=events,
-        spool=providers.Singleton(Spool, providers.Callable(lambda s: s.spool_dir, settings)),
-        settings=providers.Callable(lambda s: s.vad, settings),
+        spool=providers.Singleton(
+            Spool, providers.Callable(lambda s: s.config.daemon.spool_dir, settings)
+        ),
+        settings=providers.Callable(lambda s: s.config.vad, settings),
         device_of=providers.Callable(lambda h: h.device, host),
         realtime=providers.Callable(lambda s: s.realtime, settings),
         start_time=start_time,
@@ -273,7 +283,7 @@ class DaemonContainer(containers.DeclarativeContainer):
         GuardService,
         probe=probe,
         host=host,
-        policy=providers.Singleton(lambda s: s.guard.make_policy(), settings),
+        policy=providers.Singleton(lambda s: s.config.guard_config.make_policy(), settings),
         events=events,
         clock=clock,
         recovery=recovery,

@@ -4,19 +4,27 @@ speech so memory stays bounded. Works in sample counts; holds no audio."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from attrs import field, validators
 
 
+def _within(low: float, high: float) -> Any:
+    return validators.and_(validators.ge(low), validators.le(high))
+
+
 @attrs.frozen
 class VadSettings:
-    threshold: float = field(default=0.5, validator=[validators.gt(0.0), validators.lt(1.0)])
+    """The [vad] section of the configuration; the ranges are the ones users may set."""
+
+    threshold: float = field(default=0.5, validator=_within(0.05, 0.95))
     # Speech continues until the probability falls below threshold - hysteresis.
-    hysteresis: float = field(default=0.15, validator=[validators.ge(0.0), validators.lt(1.0)])
-    min_silence_s: float = field(default=0.8, validator=validators.ge(0.0))
-    speech_pad_s: float = field(default=0.2, validator=validators.ge(0.0))
-    min_speech_s: float = field(default=0.25, validator=validators.ge(0.0))
-    max_utterance_s: float = field(default=20.0, validator=validators.gt(1.0))
+    hysteresis: float = field(default=0.15, validator=_within(0.0, 0.5))
+    min_silence_s: float = field(default=0.8, validator=_within(0.05, 10.0))
+    speech_pad_s: float = field(default=0.2, validator=_within(0.0, 2.0))
+    min_speech_s: float = field(default=0.25, validator=_within(0.0, 5.0))
+    max_utterance_s: float = field(default=20.0, validator=_within(2.0, 120.0))
 
 
 @attrs.frozen

@@ -10,6 +10,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from swictation.application.config import (
+    Device,
+    OutputKind,
+    PolicyName,
+    ProbeKind,
+    SttEngine,
+    choices,
+)
 from swictation.application.entrypoints.replay import ReplayOptions, replay_main
 
 EXIT_USAGE = 2
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
         "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=("default", "legacy", "both"), default="default")
+    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
@@ -106,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
     rec.add_argument(
         "--probe",
-        choices=("nvml", "torch", "host"),
+        choices=(ProbeKind.NVML, ProbeKind.TORCH, ProbeKind.HOST),
         default="nvml",
         help="nvml (default), torch, or host to record system RAM instead",
     )
@@ -198,19 +206,19 @@ def build_daemon_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--probe",
-        choices=("nvml", "torch", "trace", "host", "none"),
+        choices=choices(ProbeKind),
         help="how the guard reads memory (default nvml)",
     )
     parser.add_argument("--trace", help="with --probe trace: the trace to replay as the GPU")
     parser.add_argument("--gpu", help="GPU index (or UUID for NVML)")
-    parser.add_argument("--stt", choices=("whisper", "nemo"), help="speech-to-text engine")
+    parser.add_argument("--stt", choices=choices(SttEngine), help="speech-to-text engine")
     parser.add_argument(
         "--stt-model", help="model name or path (.nemo file, or a CTranslate2 Whisper directory)"
     )
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="where models run")
+    parser.add_argument("--device", choices=choices(Device), help="where models run")
     parser.add_argument(
         "--output",
-        choices=("stdout", "file", "wtype", "xdotool"),
+        choices=choices(OutputKind),
         help="where the text goes (default stdout)",
     )
     parser.add_argument("--output-file", help="with --output file: the file to append to")
@@ -260,8 +268,8 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 def daemon_main(argv: Sequence[str] | None = None) -> int:
     from swictation.adapters.audio_file import AudioFileError
     from swictation.adapters.traces import TraceError
-    from swictation.application.config import ConfigError
-    from swictation.application.services.daemon import EXIT_FAILURE, Daemon, resolve_settings
+    from swictation.application.config import ConfigError, resolve_settings
+    from swictation.application.services.daemon import EXIT_FAILURE, Daemon
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(

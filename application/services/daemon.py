@@ -7,25 +7,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import attrs
-
-from swictation.application.config import (
-    ConfigError,
-    GuardConfig,
-    build_guard_config,
-    check_sections,
-    env_overrides,
-    load_toml,
-    merge,
-)
+from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.domain.model import Event
-from swictation.domain.segmenter import VadSettings
 
 log = logging.getLogger("swictation")
 
@@ -33,110 +20,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # could not start: no microphone, a model missing, an output missing
 EXIT_USAGE = 2  # bad flags or configuration
 EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
-
-
-def parse_fault(spec: str) -> tuple[str, str, int]:
-    """'stt:oom:5' -> ('stt', 'oom', 5); ConfigError otherwise."""
-    parts = spec.split(":")
-    if len(parts) != 3 or parts[1] not in ("oom", "cuda") or not parts[2].isdigit():
-        raise ConfigError(f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5")
-    return parts[0], parts[1], int(parts[2])
-
-
-def default_config_path(environ: Mapping[str, str]) -> str | None:
-    home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    default = Path(home) / "swictation" / "config.toml"
-    return str(default) if default.is_file() else None
-
-
-def resolve_settings(
-    command_line: Mapping[str, Mapping[str, Any]],
-    config_path: str | None,
-    environ: Mapping[str, str],
-    audio_file: str | None = None,
-    realtime: bool = False,
-    faults: tuple[str, ...] = (),
-) -> DaemonSettings:
-    """The configuration file, then SWICTATION_* variables, then the flags; each checked.
-    Raises ConfigError with one line naming what is wrong."""
-    path = config_path if config_path is not None else default_config_path(environ)
-    layers = []
-    where = "configuration"
-    if path is not None:
-        layers.append(check_sections(load_toml(path), path))
-        where = path
-    layers.append(env_overrides(environ))
-    layers.append(check_sections(command_line, "command line"))
-    try:
-        settings = DaemonSettings.from_sections(
-            merge(*layers), where, audio_file=audio_file, realtime=realtime, faults=faults
-        )
-    except (ValueError, TypeError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"{where}: {error}") from None
-    if settings.probe == "trace" and not settings.trace:
-        raise ConfigError("--probe trace needs --trace FILE")
-    if realtime and not audio_file:
-        raise ConfigError("--realtime needs --audio-file")
-    for spec in faults:
-        parse_fault(spec)
-    return settings
-
-
-@attrs.frozen
-class DaemonSettings:
-    audio_file: str | None = None
-    realtime: bool = False
-    probe: str = "nvml"
-    gpu: str = "0"
-    trace: str | None = None
-    events: str | None = None
-    spool_dir: str | None = None
-    report_interval_s: float = 60.0
-    drain_timeout_s: float = 10.0
-    audio_device: str | None = None
-    vad: VadSettings = attrs.field(factory=VadSettings)
-    stt_engine: str = "whisper"
-    stt_model: str | None = None
-    stt_device: str = "auto"
-    language: str = "en"
-    beam_size: int = 1
-    output: str = "stdout"
-    output_file: str | None = None
-    socket: str | None = None
-    guard: GuardConfig = attrs.field(factory=GuardConfig)
-    faults: tuple[str, ...] = ()
-
-    @classmethod
-    def from_sections(
-        cls, sections: Mapping[str, Mapping[str, Any]], where: str, **extra: Any
-    ) -> DaemonSettings:
-        daemon = dict(sections.get("daemon", {}))
-        stt = dict(sections.get("stt", {}))
-        output = dict(sections.get("output", {}))
-        vad = VadSettings(**sections.get("vad", {}))
-        return cls(
-            probe=daemon.get("probe", "nvml"),
-            gpu=str(daemon.get("gpu", "0")),
-            trace=daemon.get("trace"),
-            events=daemon.get("events"),
-            spool_dir=daemon.get("spool_dir"),
-            report_interval_s=daemon.get("report_interval_s", 60.0),
-            drain_timeout_s=daemon.get("drain_timeout_s", 10.0),
-            audio_device=sections.get("audio", {}).get("device"),
-            vad=vad,
-            stt_engine=stt.get("engine", "whisper"),
-            stt_model=stt.get("model"),
-            stt_device=stt.get("device", "auto"),
-            language=stt.get("language", "en"),
-            beam_size=stt.get("beam_size", 1),
-            output=output.get("kind", "stdout"),
-            output_file=output.get("file"),
-            socket=sections.get("control", {}).get("socket"),
-            guard=build_guard_config(sections, where),
-            **extra,
-        )
 
 
 class Daemon:
@@ -249,7 +132,7 @@ class Daemon:
         finally:
             parts.notify("STOPPING=1")
             shutdown = self._shutdown_reason is not None
-            drain: float | None = 0.0 if shutdown else self.settings.drain_timeout_s
+            drain: float | None = 0.0 if shutdown else self.settings.config.daemon.drain_timeout_s
             if self._signalled is None and not shutdown:
                 drain = None  # a file's end or a quit: transcribe everything
             self.pipeline.finish(drain, spool_now=shutdown)
@@ -263,7 +146,7 @@ class Daemon:
         return EXIT_MEMORY_SHUTDOWN if self._shutdown_reason is not None else EXIT_OK
 
     def _report_loop(self) -> None:
-        every = self.settings.report_interval_s
+        every = self.settings.config.daemon.report_interval_s
         watchdog = self.parts.watchdog_s
         next_report = time.monotonic() + every
         while not self._stopping.wait(min(every, watchdog or every)):
