@@ -35,9 +35,6 @@ DEFAULT_URLS: Mapping[str, str] = {
     "textgen": "http://127.0.0.1:5000",
 }
 
-# The kinds whose API names what is loaded, so that `models` can choose what to unload.
-NAMES_MODELS = frozenset({"ollama", "llamacpp", "lmstudio", "textgen"})
-
 # Never through an HTTP proxy: the tenants are on this machine.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -12,6 +12,7 @@ from dependency_injector import containers, providers
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import ControlServer, default_socket_path
+from swictation.adapters.dbus import DbusPressurePublisher, DbusUnavailableError, TeeEventSink
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer
 from swictation.adapters.host_memory import HostMemoryProbe
@@ -22,6 +23,7 @@ from swictation.adapters.nvml import NvmlProbe
 from swictation.adapters.simulated import SimulatedGpuHost
 from swictation.adapters.spool import Spool
 from swictation.adapters.systemd import notify, watchdog_interval_s
+from swictation.adapters.tenants import http_tenant
 from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
@@ -33,6 +35,7 @@ from swictation.adapters.torch_cuda import TorchCudaProbe, cuda_available
 from swictation.adapters.torch_models import TorchResidency
 from swictation.adapters.traces import TraceProbe, read_trace
 from swictation.application.config import DaemonSettings
+from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
@@ -224,6 +227,38 @@ def _output(settings: DaemonSettings) -> Any:
     return StdoutOutput()
 
 
+def _events(settings: DaemonSettings) -> Any:
+    path = settings.config.daemon.events
+    sink: Any = JsonlEventSink(path) if path else NullEventSink()
+    if not settings.config.daemon.dbus:
+        return sink
+    try:
+        publisher = DbusPressurePublisher()
+    except DbusUnavailableError as error:
+        log.info("the memory level is not published on D-Bus: %s", error)
+        return sink
+    log.info("publishing the memory level on the D-Bus session bus as %s", publisher.unique_name)
+    return TeeEventSink(sink, publisher)
+
+
+def _tenants(settings: DaemonSettings, events: Any, clock: Any, probe: Any) -> Any:
+    """The co-tenants of [[tenants]], or None: each named by its kind (kind#2 for a second)."""
+    tables = settings.config.tenants
+    if not tables:
+        return None
+    specs = []
+    seen: dict[str, int] = {}
+    for table in tables:
+        kind = str(table.kind)
+        seen[kind] = seen.get(kind, 0) + 1
+        name = kind if seen[kind] == 1 else f"{kind}#{seen[kind]}"
+        tenant = http_tenant(kind, table.url, table.models)
+        specs.append(TenantSpec(name, tenant, table.priority, table.idle_only))
+        log.info("co-tenant %s at %s", name, tenant.url)
+    wait_s = settings.config.guard.tuning.tenant_wait_s
+    return TenantBroker(specs, events, clock, card=probe.sample, wait_s=wait_s)
+
+
 def _control(settings: DaemonSettings) -> Any:
     socket = settings.config.control.socket
     if settings.audio_file and not socket:
@@ -236,12 +271,7 @@ class DaemonContainer(containers.DeclarativeContainer):
     start_time = providers.Singleton(time.monotonic)
 
     clock = providers.Singleton(SystemClock)
-    events = providers.Singleton(
-        lambda s: (
-            JsonlEventSink(s.config.daemon.events) if s.config.daemon.events else NullEventSink()
-        ),
-        settings,
-    )
+    events = providers.Singleton(_events, settings)
     vad_residency = providers.Singleton(_vad_residency)
     stt_residency = providers.Singleton(_stt_residency, settings)
     models = providers.Singleton(
@@ -260,6 +290,7 @@ class DaemonContainer(containers.DeclarativeContainer):
         host=providers.Singleton(HostMemoryProbe, clock),
         trace=providers.Singleton(_trace_probe, settings, clock, host),
     )
+    tenants = providers.Singleton(_tenants, settings, events, clock, probe)
     tuning = providers.Callable(lambda s: s.config.guard.tuning, settings)
     recovery = providers.Singleton(RecoveryTracker, tuning)
     runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
@@ -289,6 +320,7 @@ class DaemonContainer(containers.DeclarativeContainer):
         recovery=recovery,
         busy=providers.Callable(lambda p: lambda: p.busy, pipeline),
         start_time=start_time,
+        tenants=tenants,
     )
     control_path = providers.Callable(_control, settings)
 
@@ -313,6 +345,8 @@ class DaemonParts:
             releaser()
 
     def close(self) -> None:
+        if self.guard.tenants is not None:
+            self.guard.tenants.close()  # asks in flight are recorded before the events close
         self.guard.probe.close()
         self.events.close()
 

@@ -3,7 +3,7 @@ release GPU memory through their own APIs."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -11,6 +11,8 @@ from swictation.domain.cooperation import TenantView
 from swictation.domain.model import Action
 
 TENANT_KINDS = ("ollama", "comfyui", "llamacpp", "vllm", "lmstudio", "a1111", "textgen")
+# The kinds whose API names what is loaded, so that a configured list can choose what to unload.
+TENANT_KINDS_NAMING_MODELS = ("ollama", "llamacpp", "lmstudio", "textgen")
 
 
 @attrs.frozen
@@ -100,5 +102,9 @@ class TenantRelay(Protocol):
     def views(self) -> tuple[TenantView, ...]: ...
 
     def ask(self, action: Action, t: float, usage: float | None = None) -> None: ...
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Each co-tenant's last known state and what asking it did, for status and reports."""
+        ...
 
     def close(self) -> None: ...

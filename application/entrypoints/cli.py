@@ -366,6 +366,17 @@ def _status_text(reply: dict[str, object]) -> str:
         lines.append(
             f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"
         )
+    for tenant in reply.get("tenants") or []:  # type: ignore[attr-defined]
+        state = (
+            "not answering"
+            if tenant.get("reachable") is False
+            else "busy"
+            if tenant.get("busy")
+            else "idle"
+        )
+        held = "" if tenant.get("held_mib") is None else f", holds {tenant['held_mib']} MiB"
+        asked = f", asked {tenant['asks']}x, freed {tenant['freed_mib']} MiB"
+        lines.append(f"co-tenant:  {tenant['name']} at {tenant['url']}, {state}{held}{asked}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,21 @@ EXIT_USAGE = 2  # bad flags or configuration
 EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
 
 
+def tenant_summary(tenants: list[dict[str, Any]]) -> str:
+    """'ollama asked 1x, freed 6,144 MiB; comfyui not answering' for status and reports."""
+    parts = []
+    for tenant in tenants:
+        text = f"{tenant['name']} asked {tenant['asks']}x"
+        if tenant["asks"]:
+            text += f", freed {tenant['freed_mib']:,.0f} MiB"
+        if tenant.get("reachable") is False:
+            text += ", not answering"
+        elif tenant.get("busy"):
+            text += ", busy"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 class Daemon:
     """Owns the running parts and stops them in order, once."""
 
@@ -90,6 +105,7 @@ class Daemon:
             "latency_p50_s": None if latency is None else round(latency[0], 3),
             "latency_p95_s": None if latency is None else round(latency[1], 3),
             "uptime_s": round(time.monotonic() - self._began, 1),
+            "tenants": [] if self.guard.tenants is None else self.guard.tenants.snapshot(),
         }
 
     # -- life -----------------------------------------------------------------------------------
@@ -192,6 +208,8 @@ class Daemon:
             status["spooled"],
             latency,
         )
+        if status["tenants"]:
+            log.info("%s: co-tenants: %s", title, tenant_summary(status["tenants"]))
 
     def final_report(self) -> None:
         stats = self.pipeline.stats
