@@ -155,10 +155,14 @@ class TenantBroker(TenantRelay):
         self._events.emit(Event(t, "action", action=action.kind.value, usage=usage, detail=detail))
 
     def _used(self) -> float | None:
+        """What the others on the card use: our own share is left out where the probe knows
+        it, so that our own offload is not counted as freed by a tenant."""
         if self._card is None:
             return None
         reading = self._card()
-        return reading.used_mib if isinstance(reading, MemorySample) else None
+        if not isinstance(reading, MemorySample):
+            return None
+        return reading.used_mib if reading.others_mib is None else reading.others_mib
 
     def _watch(self, before: float | None, result: ReleaseResult) -> float | None:
         """What the card shows freed since the ask: watched up to `wait_s` (threaded), or what
