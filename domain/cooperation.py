@@ -38,6 +38,7 @@ class Pressure:
     pressing: bool
     need_mib: float = 0.0
     urgent: bool = False
+    by_forecast: bool = False  # pressing only because the forecast says the card fills
 
 
 @attrs.frozen
@@ -120,7 +121,8 @@ class Cooperation:
         state = "busy" if tenant.busy else "idle" if tenant.busy is False else "idle (unknown)"
         need = f", {pressure.need_mib:,.0f} MiB needed" if pressure.need_mib > 0 else ""
         urgent = ", OOM otherwise" if pressure.urgent else ""
-        return f"{pressure.level.name}{need}{urgent}; {state}"
+        what = f"forecast at {pressure.level.name}" if pressure.by_forecast else pressure.level.name
+        return f"{what}{need}{urgent}; {state}"
 
     def _episode_over(self, t: float) -> CooperationStep:
         self._asked.clear()

@@ -246,8 +246,9 @@ class GuardPolicy:
         lead = self.tuning.forecast_safety * (interval + all_out)
         need = projected_mib - target_mib
         pressing = level is Level.EMERGENCY and need > 0
+        by_forecast = False
         if not pressing and tte is not None and slope is not None and tte <= lead:
-            pressing = True
+            pressing = by_forecast = True
             need = projected_mib + min(slope * lead, total) - target_mib
         urgent = pressing and (
             sample.usage >= th.shutdown
@@ -255,7 +256,7 @@ class GuardPolicy:
             or (tte is not None and tte <= interval + all_out)
         )
         return self.cooperation.step(
-            Pressure(sample.t, level, pressing, max(0.0, need), urgent), tenants
+            Pressure(sample.t, level, pressing, max(0.0, need), urgent, by_forecast), tenants
         )
 
     def _offload_candidates(self, models: Sequence[ModelState]) -> list[ModelState]:

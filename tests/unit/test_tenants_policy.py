@@ -106,10 +106,12 @@ def test_a_forecast_that_the_card_fills_asks_before_emergency():
         t = step * 0.1
         used = 0.80 * TOTAL + 1500.0 * t  # 1.5 GB/s of growth by someone else
         decision = _observe(policy, t, min(used, TOTAL), tenants=(OLLAMA,))
-        if any(a.kind is ActionKind.ASK_RELEASE for a in decision.actions):
-            asked_at = (t, decision.level)
+        asks = [a for a in decision.actions if a.kind is ActionKind.ASK_RELEASE]
+        if asks:
+            asked_at = (t, decision.level, asks[0].reason)
             break
     assert asked_at is not None and asked_at[1] < Level.EMERGENCY
+    assert asked_at[2].startswith(f"forecast at {asked_at[1].name}")
 
 
 def test_tenants_are_asked_again_only_after_reask_s_and_reload_when_the_pressure_ends():
