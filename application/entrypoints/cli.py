@@ -269,7 +269,7 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     from swictation.adapters.audio_file import AudioFileError
     from swictation.adapters.traces import TraceError
     from swictation.application.config import ConfigError, resolve_settings
-    from swictation.application.services.daemon import EXIT_FAILURE, Daemon
+    from swictation.application.services.daemon import EXIT_FAILURE
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -291,25 +291,28 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        from swictation.application.container import build_daemon
+    from swictation.application.container import daemon_container, shutdown
 
-        parts, bind = build_daemon(settings)
-    except Exception as error:  # a start-up failure is one line, never a traceback
-        cause = error.__cause__ or error
-        bad_input = isinstance(cause, TraceError | AudioFileError)
-        logging.getLogger("swictation").debug("start-up failed", exc_info=True)
-        print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
-        return EXIT_USAGE if bad_input else EXIT_FAILURE
-    daemon = Daemon(settings, parts)
-    bind(daemon)
-    daemon.install_signal_handlers()
+    container = daemon_container(settings)
     try:
-        return daemon.run()
-    except Exception as error:
-        logging.getLogger("swictation").exception("the daemon failed")
-        print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
-        return EXIT_FAILURE
+        try:
+            daemon = container.daemon()  # loads the models
+            container.control()  # the control socket, where there is one
+        except Exception as error:  # a start-up failure is one line, never a traceback
+            cause = error.__cause__ or error
+            bad_input = isinstance(cause, TraceError | AudioFileError)
+            logging.getLogger("swictation").debug("start-up failed", exc_info=True)
+            print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
+            return EXIT_USAGE if bad_input else EXIT_FAILURE
+        daemon.install_signal_handlers()
+        try:
+            return daemon.run()
+        except Exception as error:
+            logging.getLogger("swictation").exception("the daemon failed")
+            print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
+            return EXIT_FAILURE
+    finally:
+        shutdown(container)
 
 
 def _plain(error: BaseException) -> str:

@@ -16,7 +16,8 @@ from swictation.adapters.events import JsonlEventSink
 from swictation.adapters.tenants import SimulatedTenant
 from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
 from swictation.application.config import ConfigError, load_guard_config
-from swictation.application.services.simulation import ModelSpec, SimulationReport, simulate
+from swictation.application.container import simulate
+from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Level
 from swictation.ports.tenants import TENANT_KINDS
 

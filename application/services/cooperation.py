@@ -208,12 +208,6 @@ class TenantBroker(TenantRelay):
 
     # -- reporting -----------------------------------------------------------------------
 
-    def freed_mib(self) -> float:
-        """What the asked have freed so far, all together (less what reloads took back, in
-        the simulation, where a reload reports what it took)."""
-        with self._lock:
-            return sum(r.freed_mib for r in self._records.values())
-
     def snapshot(self) -> list[dict[str, Any]]:
         """Each tenant's last known state and what asking it did, for status and reports."""
         out = []

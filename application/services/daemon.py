@@ -12,6 +12,7 @@ from typing import Any
 from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.stop import StopSignal
 from swictation.domain.model import Event
 
 log = logging.getLogger("swictation")
@@ -45,8 +46,9 @@ class Daemon:
         self.parts = parts
         self.pipeline: DictationPipeline = parts.pipeline
         self.guard: GuardService = parts.guard
-        self._shutdown_reason: str | None = None
-        self._stopping = threading.Event()
+        # Shared with the guard, which asks for a memory SHUTDOWN through it.
+        self._stopping: StopSignal = parts.stop
+        self._stopping.subscribe(lambda _why: self.pipeline.stop_capture())
         self._signalled: str | None = None
         self._began = time.monotonic()
 
@@ -110,18 +112,12 @@ class Daemon:
 
     # -- life -----------------------------------------------------------------------------------
 
-    def on_shutdown(self, reason: str) -> None:
-        """The guard's SHUTDOWN (from its own thread): stop capture; the main thread does
-        the rest and exits non-zero."""
-        self._shutdown_reason = reason
-        log.critical("memory SHUTDOWN: %s", reason)
-        self.stop(reason)
+    @property
+    def _shutdown_reason(self) -> str | None:
+        return self._stopping.shutdown_reason
 
     def stop(self, why: str) -> None:
-        if not self._stopping.is_set():
-            log.info("stopping: %s", why)
-        self._stopping.set()
-        self.pipeline.stop_capture()
+        self._stopping.request(why)
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
@@ -135,8 +131,6 @@ class Daemon:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
-        if parts.control is not None:
-            parts.control.start()
         reporter = threading.Thread(target=self._report_loop, name="swictation-report", daemon=True)
         reporter.start()
         self.pipeline.start_worker()
@@ -152,13 +146,9 @@ class Daemon:
             if self._signalled is None and not shutdown:
                 drain = None  # a file's end or a quit: transcribe everything
             self.pipeline.finish(drain, spool_now=shutdown)
-            self._stopping.set()
+            self._stopping.settle()
             self.guard.stop()
-            if parts.control is not None:
-                parts.control.stop()
-            parts.release()
-            self.final_report()
-            parts.close()
+            self.final_report()  # the container stops the control server, models and recorder
         return EXIT_MEMORY_SHUTDOWN if self._shutdown_reason is not None else EXIT_OK
 
     def _report_loop(self) -> None:

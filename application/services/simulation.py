@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-from swictation.adapters.events import NullEventSink
-from swictation.adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
-from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.guard import GuardService
-from swictation.domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
-from swictation.domain.policy import Policy
-from swictation.domain.recovery import RecoveryTracker
-from swictation.ports import EventSink, GpuProbe
-from swictation.ports.tenants import Tenant
+from swictation.domain.model import Level, ModelState
 
 
 @attrs.frozen
@@ -75,67 +68,59 @@ class SimulationReport:
         }
 
 
-class _Row(GpuProbe):
-    """The trace row the guard sees: the latest at or before the clock (the simulator moves
-    it along); our resident models are added by `ResidentModelsProbe`."""
+class SimulatedHost(Protocol):
+    """The in-memory host's view the simulator needs besides the port."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self._clock = clock
-        self.used = 0.0
-        self.total = 1.0
-        self.own: float | None = None
+    def models(self) -> tuple[ModelState, ...]: ...
 
-    def sample(self) -> MemorySample | ProbeUnavailable:
-        return MemorySample(self._clock.now(), self.used, self.total, self.own)
+    def gpu_resident_mib(self) -> float: ...
 
-    def describe(self) -> str:
-        return "trace replay"
-
-    def close(self) -> None:
-        return None
+    def next_change(self) -> float | None: ...
 
 
-def simulate(
+class SettableClock(Protocol):
+    def now(self) -> float: ...
+
+    def set(self, t: float) -> None: ...
+
+
+class TraceRow(Protocol):
+    used: float
+    total: float
+    own: float | None
+
+
+@attrs.frozen
+class SimulationRig:
+    """What a simulation runs, built by the container: a fake clock, the trace row the guard
+    reads (through the simulated probe), the models in memory and the guard itself."""
+
+    clock: SettableClock
+    row: TraceRow
+    host: SimulatedHost
+    guard: GuardService
+
+
+def run_simulation(
+    rig: SimulationRig,
     times: Sequence[float],
     used_mib: Sequence[float],
     total_mib: Sequence[float],
-    policy: Policy,
-    models: Sequence[ModelSpec] = (),
-    tuning: Tuning | None = None,
     own_mib: Sequence[float | None] | None = None,
-    busy: Callable[[float], bool] | None = None,
-    events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
     series_points: int = 0,
-    tenants: Sequence[Tenant] = (),
 ) -> SimulationReport:
-    """Replay device usage (`used_mib` excludes our models) with `models` resident at the
-    start. OOMs and the peak are judged at every row; the guard polls on its own schedule
-    and sees the latest row at or before each poll. Each of `tenants` (simulated co-tenants
-    whose memory is part of `used_mib`) frees its memory from every later row once asked."""
+    """Replay device usage (`used_mib` excludes our models) with the rig's models resident at
+    the start. OOMs and the peak are judged at every row; the guard polls on its own schedule
+    and sees the latest row at or before each poll. The guard's co-tenants (simulated, their
+    memory part of `used_mib`) free what they hold from every later row once asked."""
     n = len(times)
     if n == 0:
         raise ValueError("nothing to simulate: no samples")
-    tuning = tuning or Tuning()
-    clock = FakeClock(times[0])
-    host = InMemoryModelHost(
-        clock, (ModelState(m.name, m.size_mib, offloadable=m.offloadable) for m in models), tuning
-    )
-    feed = _Row(clock)
-    sink = events or NullEventSink()
-    broker = _broker(tenants, sink, clock)
-    guard = GuardService(
-        ResidentModelsProbe(feed, host),
-        host,
-        policy,
-        sink,
-        clock,
-        RecoveryTracker(tuning),
-        busy=None if busy is None else (lambda: busy(clock.now())),
-        record_samples=False,
-        start_time=times[0],
-        tenants=broker,
-    )
+    clock, feed, host, guard = rig.clock, rig.row, rig.host, rig.guard
+    policy = guard.policy
+    tenants = guard.tenants
+    freed = 0.0
     levels = dict.fromkeys((level.name for level in Level), 0.0)
     level = policy.level
     transitions = offloads = restores = oom = 0
@@ -146,7 +131,6 @@ def simulate(
     next_poll = times[0]
     last_t = times[0]
     shutdown = False
-    freed = 0.0
     stride = max(1, n // series_points) if series_points else 0
     series: list[tuple[float, float, int]] = []
     marks: list[tuple[float, str, str]] = []
@@ -194,8 +178,8 @@ def simulate(
             if decision.actions:
                 resident = host.gpu_resident_mib()
                 change_at = host.next_change()
-                if broker is not None:
-                    freed = broker.freed_mib()
+                if tenants is not None:
+                    freed = _freed(tenants.snapshot())
                     feed.used = max(0.0, used_mib[i] - freed)
             next_poll = poll + decision.next_poll_s
         if progress is not None and i % 8192 == 0:
@@ -219,24 +203,16 @@ def simulate(
         series=tuple(series),
         marks=tuple(marks),
         tenants={}
-        if broker is None
+        if tenants is None
         else {
             entry["name"]: {"asks": entry["asks"], "freed_mib": entry["freed_mib"]}
-            for entry in broker.snapshot()
+            for entry in tenants.snapshot()
         },
     )
 
 
-def _broker(tenants: Sequence[Tenant], sink: EventSink, clock: FakeClock) -> TenantBroker | None:
-    if not tenants:
-        return None
-    names: list[str] = []
-    for tenant in tenants:
-        name = tenant.kind
-        count = sum(1 for n in names if n == name or n.startswith(f"{name}#"))
-        names.append(name if count == 0 else f"{name}#{count + 1}")
-    specs = [TenantSpec(name, tenant) for name, tenant in zip(names, tenants, strict=True)]
-    return TenantBroker(specs, sink, clock, threaded=False)
+def _freed(snapshot: Sequence[dict[str, Any]]) -> float:
+    return float(sum(entry["freed_mib"] for entry in snapshot))
 
 
 def sample_function(

@@ -6,7 +6,8 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swictation.application.services.simulation import ModelSpec, simulate
+from swictation.application.container import simulate
+from swictation.application.services.simulation import ModelSpec
 from swictation.domain.model import Decision, Level, Observation
 from swictation.domain.policy import GuardPolicy
 
