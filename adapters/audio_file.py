@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import AudioBlock, AudioSource
 
-RATE = 16000
+RATE = SAMPLE_RATE
 BLOCK = 512  # 32 ms at 16 kHz: the block Silero VAD takes
 
 

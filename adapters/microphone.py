@@ -8,11 +8,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import AudioBlock, AudioSource
 
 log = logging.getLogger("swictation.audio")
 
-RATE = 16000
+RATE = SAMPLE_RATE
 BLOCK = 512
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
+from swictation.domain.segmenter import SAMPLE_RATE
 
 log = logging.getLogger("swictation.spool")
 
@@ -29,7 +30,7 @@ class Spool:
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._count:04d}{label}.wav"
         path = self.directory / name
         save_wav(path, samples)
-        log.warning("spooled %.1f s of unprocessed audio to %s", len(samples) / 16000, path)
+        log.warning("spooled %.1f s of unprocessed audio to %s", len(samples) / SAMPLE_RATE, path)
         return path
 
     def pending(self) -> list[Path]:

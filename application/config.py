@@ -256,25 +256,26 @@ def _plain_type(kind: Any) -> Any:
 def _expected(attribute: attrs.Attribute[Any]) -> str:
     """What a key accepts, in words."""
     kind = _plain_type(attribute.type)
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return "one of " + ", ".join(str(m.value) for m in kind)
     bounds = dict(_bounds(attribute.validator))
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        bounds["in"] = tuple(str(m.value) for m in kind)
+    words = {bool: "true or false", str: "a non-empty string"}
     if "in" in bounds:
         return "one of " + ", ".join(bounds["in"])
-    if kind is bool:
-        return "true or false"
-    if kind is str:
-        return "a non-empty string"
-    noun = "a whole number" if kind is int else "a number"
-    low, high = bounds.get(">=", bounds.get(">")), bounds.get("<=", bounds.get("<"))
-    if low is not None and high is not None:
-        left = "[" if ">=" in bounds else "("
-        right = "]" if "<=" in bounds else ")"
-        return f"{noun} in {left}{low:g}, {high:g}{right}"
-    if low is not None:
-        return f"{noun} {'>=' if '>=' in bounds else '>'} {low:g}"
-    if high is not None:
-        return f"{noun} {'<=' if '<=' in bounds else '<'} {high:g}"
+    if kind in words:
+        return words[kind]
+    return _range("a whole number" if kind is int else "a number", bounds)
+
+
+def _range(noun: str, bounds: Mapping[str, Any]) -> str:
+    low_op = next((op for op in (">=", ">") if op in bounds), None)
+    high_op = next((op for op in ("<=", "<") if op in bounds), None)
+    if low_op and high_op:
+        left, right = ("[" if low_op == ">=" else "("), ("]" if high_op == "<=" else ")")
+        return f"{noun} in {left}{bounds[low_op]:g}, {bounds[high_op]:g}{right}"
+    for op in (low_op, high_op):
+        if op:
+            return f"{noun} {op} {bounds[op]:g}"
     return noun
 
 

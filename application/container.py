@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -42,6 +42,7 @@ from swictation.adapters.text_output import (
 from swictation.adapters.torch_cuda import TorchCudaProbe, cuda_available
 from swictation.adapters.torch_models import TorchResidency
 from swictation.adapters.trace_row import TraceRowProbe
+from swictation.adapters.trace_writer import TraceFileWriter
 from swictation.adapters.traces import TraceProbe, read_trace
 from swictation.application.config import (
     DaemonSettings,
@@ -52,6 +53,7 @@ from swictation.application.config import (
     ThresholdsSection,
     converter,
 )
+from swictation.application.entrypoints.presenters import status_line
 from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
@@ -291,6 +293,7 @@ class DaemonParts:
     events: EventSink
     stop: StopSignal
     watchdog_s: float | None = None
+    present: Callable[[str, Mapping[str, Any]], str] = status_line
 
     def notify(self, state: str) -> None:
         notify(state)
@@ -461,6 +464,9 @@ class Container(containers.DeclarativeContainer):
     simulation = providers.Singleton(
         SimulationRig, clock=clock, row=trace_row, host=host, guard=guard
     )
+    trace_writer = providers.Singleton(
+        TraceFileWriter, config.run.out, config.run.csv, config.daemon.gpu
+    )
 
 
 _RESOURCES_IN_STOP_ORDER = (
@@ -495,6 +501,8 @@ def _run(mode: str, **overrides: Any) -> dict[str, Any]:
         "faults": [],
         "control": "off",
         "record_samples": True,
+        "out": None,
+        "csv": None,
         **overrides,
     }
 
@@ -527,12 +535,15 @@ def make_container(
     events_path: str | None = None,
     thresholds: Thresholds | None = None,
     tuning: Tuning | None = None,
+    out: str | None = None,
+    csv: str | None = None,
 ) -> Container:
-    """The guard alone (for `swictation record`, tests and embedding), on the wall clock."""
+    """The guard alone (for `swictation record` with its trace files in `out` and `csv`,
+    tests and embedding), on the wall clock."""
     plain = converter.unstructure(DaemonSettings().config)
     plain["daemon"].update(probe=probe, gpu=gpu, events=events_path)
     plain["guard"]["policy"] = policy
-    plain["run"] = _run("record", events="jsonl" if events_path else "none")
+    plain["run"] = _run("record", events="jsonl" if events_path else "none", out=out, csv=csv)
     container = Container()
     container.config.from_dict(plain)
     if thresholds is not None:

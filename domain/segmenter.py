@@ -9,6 +9,8 @@ from typing import Any
 import attrs
 from attrs import field, validators
 
+SAMPLE_RATE = 16_000  # Hz, mono: what every audio source delivers and the models expect
+
 
 def _within(low: float, high: float) -> Any:
     return validators.and_(validators.ge(low), validators.le(high))
@@ -35,16 +37,11 @@ class Span:
     end: int
     split: bool = False  # ended by the length limit, not by silence
 
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
 
 class Segmenter:
-    def __init__(self, settings: VadSettings | None = None, rate: int = 16000) -> None:
+    def __init__(self, settings: VadSettings | None = None, rate: int = SAMPLE_RATE) -> None:
         self.settings = settings or VadSettings()
         s = self.settings
-        self._rate = rate
         self._pad = int(s.speech_pad_s * rate)
         self._min_silence = int(s.min_silence_s * rate)
         self._min_speech = int(s.min_speech_s * rate)

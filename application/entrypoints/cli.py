@@ -6,9 +6,11 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from swictation.application.config import (
     Device,
@@ -128,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
         control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
         control.add_argument("--json", action="store_true", help="print the JSON reply")
         control.add_argument("--socket", help="the daemon's control socket")
+    reset = sub.add_parser(
+        "reset",
+        help="end a model's CPU fallback now",
+        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
+        "there is room.",
+    )
+    reset.add_argument("model", help="the model's name, e.g. stt")
+    reset.add_argument("--json", action="store_true", help="print the JSON reply")
+    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
 
 
@@ -152,29 +163,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
         return record_main(args)
-    if args.command in ("toggle", "status", "stop"):
+    if args.command in ("toggle", "status", "stop", "reset"):
         return control_main(args)
     return EXIT_USAGE
 
 
 def record_main(args: argparse.Namespace) -> int:
     from swictation.application.container import make_container
-    from swictation.application.services.record import (
-        RecordError,
-        RecordOptions,
-        record,
-        stop_on_signals,
-    )
+    from swictation.application.services.record import RecordError, RecordOptions, record
 
     if args.probe == "torch" and not str(args.gpu).isdigit():
         print("swictation record: error: --probe torch needs a GPU index", file=sys.stderr)
         return EXIT_USAGE
-    container = make_container(probe=args.probe, gpu=str(args.gpu))
+    container = make_container(probe=args.probe, gpu=str(args.gpu), out=args.out, csv=args.csv)
     stop = threading.Event()
-    stop_on_signals(stop)
-    options = RecordOptions(args.out, args.interval, args.csv, args.duration, str(args.gpu))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C and SIGTERM end the recording cleanly instead of interrupting a write.
+        signal.signal(signum, lambda *_: stop.set())
+    options = RecordOptions(args.interval, args.duration)
     try:
-        count = record(container.probe(), container.clock(), options, stop=stop, err=sys.stderr)
+        count = record(
+            container.probe(),
+            container.clock(),
+            container.trace_writer(),
+            options,
+            stop=stop,
+            err=sys.stderr,
+        )
     except RecordError as error:
         hint = " (try --probe host to record system RAM)" if args.probe != "host" else ""
         print(f"swictation record: error: {error}{hint}", file=sys.stderr)
@@ -266,10 +281,7 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    from swictation.adapters.audio_file import AudioFileError
-    from swictation.adapters.traces import TraceError
     from swictation.application.config import ConfigError, resolve_settings
-    from swictation.application.services.daemon import EXIT_FAILURE
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -291,9 +303,20 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    from swictation.application.container import daemon_container, shutdown
+    from swictation.application.container import daemon_container
 
-    container = daemon_container(settings)
+    return serve(daemon_container(settings))
+
+
+def serve(container: Any) -> int:
+    """Builds the daemon from `container`, runs it with its signal handlers (restored after,
+    so tests can serve in-process) and stops the container's resources; the exit status."""
+    from swictation.adapters.audio_file import AudioFileError
+    from swictation.adapters.traces import TraceError
+    from swictation.application.container import shutdown
+    from swictation.application.services.daemon import EXIT_FAILURE
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
             daemon = container.daemon()  # loads the models
@@ -306,13 +329,15 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE if bad_input else EXIT_FAILURE
         daemon.install_signal_handlers()
         try:
-            return daemon.run()
+            return int(daemon.run())
         except Exception as error:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
             return EXIT_FAILURE
     finally:
         shutdown(container)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def _plain(error: BaseException) -> str:
@@ -325,10 +350,14 @@ def control_main(args: argparse.Namespace) -> int:
     import json
 
     from swictation.adapters.control_socket import ControlError, default_socket_path, request
+    from swictation.application.entrypoints.presenters import status_text
 
     path = args.socket or str(default_socket_path())
     try:
-        reply = request(path, {"cmd": args.command})
+        message = {"cmd": args.command}
+        if args.command == "reset":
+            message["model"] = args.model
+        reply = request(path, message)
     except ControlError as error:
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
@@ -337,50 +366,12 @@ def control_main(args: argparse.Namespace) -> int:
     elif not reply.get("ok"):
         print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
     elif args.command == "status":
-        print(_status_text(reply))
+        print(status_text(reply))
+    elif args.command == "reset":
+        print(f"{args.model}: CPU fallback ended; it returns to the GPU when there is room")
     else:
         print("listening" if reply.get("listening") else "not listening")
     return 0 if reply.get("ok") else 1
-
-
-def _status_text(reply: dict[str, object]) -> str:
-    usage = reply.get("usage")
-    lines = [
-        f"listening:  {'yes' if reply.get('listening') else 'no'}",
-        f"memory:     {reply.get('level')}"
-        + (
-            ""
-            if usage is None
-            else f" at {float(usage):.1%} "  # type: ignore[arg-type]
-            f"({reply.get('used_mib')} of {reply.get('total_mib')} MiB)"
-        ),
-    ]
-    models = reply.get("models") or {}
-    for name, model in models.items():  # type: ignore[attr-defined]
-        fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
-        lines.append(
-            f"model:      {name} on {model.get('placement')}, {model.get('size_mib')} MiB{fallback}"
-        )
-    lines.append(
-        f"utterances: {reply.get('utterances')} (queued {reply.get('queued')}, "
-        f"spooled {reply.get('spooled')})"
-    )
-    if reply.get("latency_p50_s") is not None:
-        lines.append(
-            f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"
-        )
-    for tenant in reply.get("tenants") or []:  # type: ignore[attr-defined]
-        state = (
-            "not answering"
-            if tenant.get("reachable") is False
-            else "busy"
-            if tenant.get("busy")
-            else "idle"
-        )
-        held = "" if tenant.get("held_mib") is None else f", holds {tenant['held_mib']} MiB"
-        asked = f", asked {tenant['asks']}x, freed {tenant['freed_mib']} MiB"
-        lines.append(f"co-tenant:  {tenant['name']} at {tenant['url']}, {state}{held}{asked}")
-    return "\n".join(lines)
 
 
 def _guarded(entry: Callable[[], int]) -> None:

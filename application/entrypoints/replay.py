@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import sys
@@ -83,6 +84,17 @@ def parse_tenants(specs: Sequence[str]) -> list[tuple[str, float]]:
     return tenants
 
 
+def busy_at(spans: Sequence[tuple[float, float]]) -> Callable[[float], bool]:
+    """Whether speech was in flight at `t`, from merged, ordered (start, end) spans."""
+    starts = [start for start, _ in spans]
+
+    def busy(t: float) -> bool:
+        i = bisect.bisect_right(starts, t) - 1
+        return i >= 0 and t < spans[i][1]
+
+    return busy
+
+
 def _progress(
     rows: int, label: str, err: TextIO
 ) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
@@ -149,6 +161,7 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
                     config.make_policy(name),
                     models,
                     tuning=config.tuning,
+                    busy=busy_at(trace.busy) if trace.busy else None,
                     events=sink,
                     progress=advance,
                     series_points=4000 if options.plot else 0,

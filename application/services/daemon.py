@@ -23,21 +23,6 @@ EXIT_USAGE = 2  # bad flags or configuration
 EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
 
 
-def tenant_summary(tenants: list[dict[str, Any]]) -> str:
-    """'ollama asked 1x, freed 6,144 MiB; comfyui not answering' for status and reports."""
-    parts = []
-    for tenant in tenants:
-        text = f"{tenant['name']} asked {tenant['asks']}x"
-        if tenant["asks"]:
-            text += f", freed {tenant['freed_mib']:,.0f} MiB"
-        if tenant.get("reachable") is False:
-            text += ", not answering"
-        elif tenant.get("busy"):
-            text += ", busy"
-        parts.append(text)
-    return "; ".join(parts)
-
-
 class Daemon:
     """Owns the running parts and stops them in order, once."""
 
@@ -54,7 +39,7 @@ class Daemon:
 
     # -- control -----------------------------------------------------------------------------
 
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911 -- one per command
         command = request["cmd"]
         enabled = self.pipeline.enabled
         if command == "toggle":
@@ -72,13 +57,22 @@ class Daemon:
         if command == "quit":
             self.stop("quit requested over the control socket")
             return {"ok": True, "quitting": True}
-        known = "toggle, start, stop, status, quit"
+        if command == "reset":
+            return self.reset(request.get("model"))
+        known = "toggle, start, stop, status, quit, reset"
         return {"ok": False, "error": f"unknown command {command!r} (known: {known})"}
+
+    def reset(self, model: object) -> dict[str, Any]:
+        """`swictation reset MODEL`: end that model's CPU fallback now."""
+        if not isinstance(model, str) or not self.guard.reset(model):
+            names = ", ".join(m.name for m in self.guard.host.models())
+            return {"ok": False, "error": f"no model named {model!r} (models: {names})"}
+        log.warning("%s: CPU fallback ended by the operator (control socket)", model)
+        return {"ok": True, "model": model, "reset": True}
 
     def status(self) -> dict[str, Any]:
         sample = self.guard.last_sample
         stats = self.pipeline.stats
-        now = self.guard.clock.now()
         latency = stats.percentiles()
         return {
             "listening": self.pipeline.enabled.is_set(),
@@ -96,7 +90,7 @@ class Daemon:
                 m.name: {
                     "placement": m.placement.value,
                     "size_mib": round(m.size_mib, 1),
-                    "cpu_fallback": self.guard.recovery.pinned_to_cpu(m.name, now),
+                    "cpu_fallback": self.guard.pinned_to_cpu(m.name),
                 }
                 for m in self.guard.host.models()
             },
@@ -163,43 +157,7 @@ class Daemon:
                 self.report("status")
 
     def report(self, title: str) -> None:
-        status = self.status()
-        usage = status["usage"]
-        device = (
-            "unknown"
-            if usage is None
-            else f"{usage:.1%} ({status['used_mib']:,.0f} of {status['total_mib']:,.0f} MiB)"
-        )
-        top = ", ".join(f"{p['name']} {p['used_mib']:,.0f} MiB" for p in status["top_processes"])
-        models = ", ".join(
-            f"{name} {m['placement']} {m['size_mib']:,.0f} MiB"
-            + (" (CPU fallback)" if m["cpu_fallback"] else "")
-            for name, m in status["models"].items()
-        )
-        errors = ", ".join(
-            f"{name} {e['failures']}" for name, e in status["errors"].items() if e["failures"]
-        )
-        latency = (
-            "-"
-            if status["latency_p50_s"] is None
-            else f"p50 {status['latency_p50_s']:.2f}s p95 {status['latency_p95_s']:.2f}s"
-        )
-        log.info(
-            "%s: level %s, GPU %s%s; models: %s; errors: %s; utterances %d (queued %d, "
-            "spooled %d), latency %s",
-            title,
-            status["level"],
-            device,
-            f"; top: {top}" if top else "",
-            models or "none",
-            errors or "none",
-            status["utterances"],
-            status["queued"],
-            status["spooled"],
-            latency,
-        )
-        if status["tenants"]:
-            log.info("%s: co-tenants: %s", title, tenant_summary(status["tenants"]))
+        log.info("%s", self.parts.present(title, self.status()))
 
     def final_report(self) -> None:
         stats = self.pipeline.stats

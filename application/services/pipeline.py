@@ -15,7 +15,6 @@ import queue
 import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import attrs
 from swictation.adapters.spool import Spool
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.domain.model import Event
-from swictation.domain.segmenter import Segmenter, Span, VadSettings
+from swictation.domain.segmenter import SAMPLE_RATE, Segmenter, Span, VadSettings
 from swictation.ports import (
     AudioBlock,
     AudioSource,
@@ -35,7 +34,7 @@ from swictation.ports import (
 )
 
 log = logging.getLogger("swictation.pipeline")
-RATE = 16000
+RATE = SAMPLE_RATE
 
 
 @attrs.frozen
@@ -43,7 +42,6 @@ class Utterance:
     id: int
     samples: Any
     start_s: float
-    end_s: float
     closed_at: float  # monotonic time the VAD ended it
     speech_end_wall: float | None = None  # when its last voiced sample was heard (live/paced)
     spooled: Path | None = None
@@ -58,7 +56,6 @@ class Stats:
     utterances: int = 0
     words: int = 0
     spooled: int = 0
-    failed: int = 0
     latencies: list[float] = attrs.field(factory=list)  # VAD end -> text
     speech_latencies: list[float] = attrs.field(factory=list)  # last voiced sample -> text
     audio_s: float = 0.0
@@ -86,7 +83,6 @@ class DictationPipeline:
         events: EventSink,
         spool: Spool,
         settings: VadSettings | None = None,
-        device_of: Callable[[str], str] = lambda name: "cpu",
         realtime: bool = False,
         start_time: float = 0.0,
     ) -> None:
@@ -98,7 +94,6 @@ class DictationPipeline:
         self._events = events
         self._spool = spool
         self._segmenter = Segmenter(settings or VadSettings(), RATE)
-        self._device_of = device_of
         self._realtime = realtime
         self._t0 = start_time
         self._queue: queue.Queue[Utterance | None] = queue.Queue()
@@ -143,7 +138,6 @@ class DictationPipeline:
                     next(self._ids),
                     samples,
                     0.0,
-                    len(samples) / RATE,
                     time.monotonic(),
                     spooled=path,
                 )
@@ -229,7 +223,6 @@ class DictationPipeline:
             next(self._ids),
             samples,
             span.start / RATE,
-            span.end / RATE,
             time.monotonic(),
             speech_end_wall,
         )
@@ -261,7 +254,6 @@ class DictationPipeline:
         try:
             text = self._runner.run("stt", run)
         except Exception as error:
-            self.stats.failed += 1
             log.error("utterance %d could not be transcribed (%s); spooled", utterance.id, error)
             self._spool_one(utterance)
             return

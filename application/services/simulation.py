@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import attrs
 
 from swictation.application.services.guard import GuardService
-from swictation.domain.model import Level, ModelState
+from swictation.domain.model import ActionKind, Level, ModelState
 
 
 @attrs.frozen
@@ -101,7 +101,7 @@ class SimulationRig:
     guard: GuardService
 
 
-def run_simulation(
+def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the guard's polls between them; issue 9 rewrites it
     rig: SimulationRig,
     times: Sequence[float],
     used_mib: Sequence[float],
@@ -168,11 +168,11 @@ def run_simulation(
                 transitions += 1
                 level = decision.level
             for action in decision.actions:
-                kind = action.kind.value
-                offloads += kind == "offload"
-                restores += kind == "restore"
-                if stride and kind in ("offload", "restore"):
-                    marks.append((poll - times[0], kind, action.model or ""))
+                kind = action.kind
+                offloads += kind is ActionKind.OFFLOAD
+                restores += kind is ActionKind.RESTORE
+                if stride and kind in (ActionKind.OFFLOAD, ActionKind.RESTORE):
+                    marks.append((poll - times[0], kind.value, action.model or ""))
             if decision.level is Level.SHUTDOWN:
                 shutdown = True
             if decision.actions:

@@ -22,7 +22,7 @@ STT = ModelState("stt", 3600.0)
 
 
 def _observe(policy, t, used, models=(STT,), tenants=()):
-    return policy.observe(Observation(MemorySample(t, used, TOTAL), models, False, tenants))
+    return policy.observe(Observation(MemorySample(t, used, TOTAL), models, False, tenants=tenants))
 
 
 def _kinds(decision):
