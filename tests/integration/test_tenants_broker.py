@@ -129,3 +129,23 @@ def test_views_are_known_after_a_refresh_and_unreachable_tenants_are_marked():
     assert (second.name, second.reachable, second.idle_only) == ("ollama#2", False, False)
     snapshot = broker.snapshot()
     assert snapshot[1]["reachable"] is False and "no answer" in snapshot[1]["error"]
+
+
+def test_a_reload_after_the_pressure_asks_the_tenant_to_load_again():
+    program = FakeOllama({"llama3.2:latest": 6144.0})
+    events = EventList()
+    with serving(program) as url:
+        broker = TenantBroker(
+            [TenantSpec("ollama", OllamaTenant(url))], events, SystemClock(), threaded=False
+        )
+        broker.ask(Action(ActionKind.ASK_RELEASE, tenant="ollama"), 1.0)
+        assert program.loaded == set()
+        broker.ask(Action(ActionKind.ASK_RELOAD, tenant="ollama", reason="over"), 30.0)
+        assert program.loaded == {"llama3.2:latest"}
+    kinds = [(e.action, e.detail["done"]) for e in events.of_type("action")]
+    assert kinds == [("ask_release", True), ("ask_reload", True)]
+    assert events.of_type("action")[1].detail["calls"] == [
+        'POST /api/generate {"model":"llama3.2:latest"} -> 200'
+    ]
+    (entry,) = broker.snapshot()
+    assert entry["asks"] == 1 and entry["reloads"] == 1
