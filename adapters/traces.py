@@ -413,6 +413,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     gpus: list[str] = []
     chosen = gpu
     has_own = False
+    offset = 0.0
     busy: list[tuple[float, float]] = []
     with path.open("r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -425,11 +426,16 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
+            if kind == "start":
+                # A flight recorder appended across daemon restarts: each run's times start
+                # again from 0, so the next run is laid after the last sample of the one before.
+                offset = times[-1] if times else 0.0
+                continue
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
                 continue
             if kind == "utterance":
-                busy.append(_busy_span(path, number, record))
+                busy.append(_busy_span(path, number, record, offset))
                 continue
             if kind != "sample":
                 continue
@@ -442,7 +448,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
                 continue
             if "used_mib" not in record or ("total_mib" not in record and total_override is None):
                 raise TraceError(path, number, "a sample needs t, used_mib and total_mib (MiB)")
-            t = _number(path, number, record, "t")
+            t = _number(path, number, record, "t") + offset
             size = (
                 total_override
                 if total_override is not None
@@ -484,10 +490,12 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     )
 
 
-def _busy_span(path: Path, line: int, record: dict[str, Any]) -> tuple[float, float]:
+def _busy_span(
+    path: Path, line: int, record: dict[str, Any], offset: float = 0.0
+) -> tuple[float, float]:
     """An utterance event's busy span, as the daemon's guard saw it: from the start of speech,
     through the wait, to the end of its transcription."""
-    end = _number(path, line, record, "t")
+    end = _number(path, line, record, "t") + offset
     spoken = _number(path, line, record, "duration_s")
     waited = _number(path, line, record, "latency_s")
     return max(0.0, end - waited - spoken), end

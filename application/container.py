@@ -36,6 +36,7 @@ from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,
+    append_undelivered,
     wtype_output,
     xdotool_output,
 )
@@ -94,7 +95,7 @@ def _vad_settings(plain: dict[str, Any]) -> VadSettings:
 
 
 def _jsonl_events(path: str) -> Iterator[JsonlEventSink]:
-    sink = JsonlEventSink(path)
+    sink = JsonlEventSink(path, append=True)  # the flight recorder survives restarts
     try:
         yield sink
     finally:
@@ -421,6 +422,7 @@ class Container(containers.DeclarativeContainer):
         settings=vad_settings,
         realtime=config.run.realtime,
         start_time=start_time,
+        keep_undelivered=providers.Object(append_undelivered),
     )
     busy = providers.Selector(
         config.run.mode,

@@ -316,7 +316,8 @@ def serve(container: Any) -> int:
     from swictation.application.container import shutdown
     from swictation.application.services.daemon import EXIT_FAILURE
 
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
             daemon = container.daemon()  # loads the models
@@ -329,7 +330,7 @@ def serve(container: Any) -> int:
             return EXIT_USAGE if bad_input else EXIT_FAILURE
         daemon.install_signal_handlers()
         try:
-            return int(daemon.run())
+            code = int(daemon.run())
         except Exception as error:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
@@ -338,6 +339,19 @@ def serve(container: Any) -> int:
         shutdown(container)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+    if daemon.restart_requested:
+        _restart()
+    return code
+
+
+def _restart() -> None:
+    """SIGHUP: the same program with the same arguments, so the configuration is read anew;
+    the queue is in the spool and the control socket path is the same."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    logging.getLogger("swictation").warning("restarting: %s", " ".join(argv))
+    logging.shutdown()
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def _plain(error: BaseException) -> str:

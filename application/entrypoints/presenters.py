@@ -15,6 +15,8 @@ def _mib(value: Any, digits: int = 0) -> str:
 
 def _memory(status: Status) -> str:
     usage = status.get("usage")
+    if usage is None and status.get("memory_unknown"):
+        return f"unknown ({status['memory_unknown']})"
     if usage is None:
         return f"{status.get('level')} (device unknown)"
     return (
@@ -26,6 +28,16 @@ def _memory(status: Status) -> str:
 def _model(name: str, model: Mapping[str, Any]) -> str:
     fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
     return f"{name} on {model.get('placement')}, {_mib(model.get('size_mib', 0), 1)}{fallback}"
+
+
+def _workers(workers: Mapping[str, Mapping[str, Any]]) -> str:
+    shown = []
+    for name, health in workers.items():
+        text = f"{name} {health.get('state')}"
+        if health.get("errors") or health.get("restarts"):
+            text += f" ({health.get('errors')} errors, {health.get('restarts')} restarts)"
+        shown.append(text)
+    return ", ".join(shown)
 
 
 def _tenant(tenant: Mapping[str, Any]) -> str:
@@ -61,6 +73,15 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
             f"spooled {status.get('spooled')})",
         )
     )
+    if status.get("output") is not None:
+        parts.append(("output", str(status["output"])))
+    if status.get("undelivered"):
+        parts.append(
+            ("undelivered", f"{status['undelivered']} in {status.get('undelivered_file')}")
+        )
+    workers = status.get("workers")
+    if workers:
+        parts.append(("workers", _workers(workers)))
     if status.get("latency_p50_s") is not None:
         parts.append(
             (

@@ -13,6 +13,7 @@ from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.stop import StopSignal
+from swictation.application.services.workers import Workers
 from swictation.domain.model import Event
 
 log = logging.getLogger("swictation")
@@ -21,6 +22,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # could not start: no microphone, a model missing, an output missing
 EXIT_USAGE = 2  # bad flags or configuration
 EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
+EXIT_WORKER_FAILED = 4  # a worker failed and could not be restarted (the queue was spooled)
 
 
 class Daemon:
@@ -31,11 +33,17 @@ class Daemon:
         self.parts = parts
         self.pipeline: DictationPipeline = parts.pipeline
         self.guard: GuardService = parts.guard
+        self.workers: Workers = self.pipeline.workers
+        self.workers.on_fatal = self._worker_failed
+        self._failure: str | None = None
         # Shared with the guard, which asks for a memory SHUTDOWN through it.
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(lambda _why: self.pipeline.stop_capture())
         self._signalled: str | None = None
+        self.restart_requested = False
         self._began = time.monotonic()
+        self._fed = True
+        self.watch_ticks = 0
 
     # -- control -----------------------------------------------------------------------------
 
@@ -62,6 +70,31 @@ class Daemon:
         known = "toggle, start, stop, status, quit, reset"
         return {"ok": False, "error": f"unknown command {command!r} (known: {known})"}
 
+    def health(self) -> dict[str, dict[str, object]]:
+        """Each worker's state and error counts, the guard's and the control socket's too."""
+        workers = self.workers.snapshot()
+        guard_state = "running" if self.guard.running else "stopped"
+        workers["guard"] = {
+            "state": guard_state,
+            "errors": self.guard.errors,
+            "restarts": 0,
+            "last_error": None,
+        }
+        sink_dropped = int(getattr(self.parts.events, "dropped", 0) or 0)
+        workers["events"] = {
+            "state": "failing" if getattr(self.parts.events, "failing", False) else "running",
+            "errors": sink_dropped,
+            "restarts": 0,
+            "last_error": getattr(self.parts.events, "last_error", None),
+        }
+        return workers
+
+    def all_alive(self) -> bool:
+        """The watchdog is fed only while this holds."""
+        if not self.workers.all_alive():
+            return False
+        return self._stopping.is_set() or self.guard.running
+
     def reset(self, model: object) -> dict[str, Any]:
         """`swictation reset MODEL`: end that model's CPU fallback now."""
         if not isinstance(model, str) or not self.guard.reset(model):
@@ -74,9 +107,11 @@ class Daemon:
         sample = self.guard.last_sample
         stats = self.pipeline.stats
         latency = stats.percentiles()
+        delivery = self.pipeline.delivery.state()
         return {
             "listening": self.pipeline.enabled.is_set(),
             "level": self.guard.level.name,
+            "memory_unknown": self._memory_unknown(),
             "usage": None if sample is None else round(sample.usage, 4),
             "used_mib": None if sample is None else round(sample.used_mib, 1),
             "total_mib": None if sample is None else round(sample.total_mib, 1),
@@ -98,17 +133,40 @@ class Daemon:
             "utterances": stats.utterances,
             "queued": self.pipeline.queued,
             "spooled": stats.spooled,
+            "output": delivery.describe(),
+            "output_waiting": delivery.waiting,
+            "output_failing_since": delivery.failing_since,
+            "workers": self.health(),
+            "healthy": self.all_alive(),
+            "undelivered": stats.undelivered,
+            "undelivered_file": stats.undelivered_file,
             "latency_p50_s": None if latency is None else round(latency[0], 3),
             "latency_p95_s": None if latency is None else round(latency[1], 3),
             "uptime_s": round(time.monotonic() - self._began, 1),
             "tenants": [] if self.guard.tenants is None else self.guard.tenants.snapshot(),
         }
 
+    def _memory_unknown(self) -> str | None:
+        """Why the guard cannot see the GPU, when it cannot."""
+        reason = getattr(self.guard, "unavailable_reason", None)
+        if isinstance(reason, str):
+            return reason
+        if self.guard.last_sample is None and self.guard.ticks:
+            return "no reading from the GPU probe yet"
+        return None
+
     # -- life -----------------------------------------------------------------------------------
 
     @property
     def _shutdown_reason(self) -> str | None:
         return self._stopping.shutdown_reason
+
+    def _worker_failed(self, reason: str) -> None:
+        """A worker that cannot be restarted: an orderly stop (the queue is spooled) and a
+        non-zero exit status, so that a supervisor restarts the daemon."""
+        self._failure = reason
+        log.critical("%s; stopping", reason)
+        self.stop(reason)
 
     def stop(self, why: str) -> None:
         self._stopping.request(why)
@@ -118,43 +176,74 @@ class Daemon:
             self._signalled = signal.Signals(signum).name
             self.stop(f"{self._signalled} received")
 
+        def reload(_signum: int, _frame: Any) -> None:
+            # A file run cannot start again where it was: it stops in order instead.
+            self.restart_requested = not self.settings.audio_file
+            self._signalled = "SIGHUP"
+            self.stop(
+                "SIGHUP received: restarting to reload the configuration"
+                if self.restart_requested
+                else "SIGHUP received"
+            )
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handler)
+        signal.signal(signal.SIGHUP, reload)
 
     def run(self) -> int:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
-        reporter = threading.Thread(target=self._report_loop, name="swictation-report", daemon=True)
-        reporter.start()
         self.pipeline.start_worker()
-        self.pipeline.replay_spool()
         parts.notify("READY=1")
         parts.notify("STATUS=listening")
+        capture = threading.Thread(
+            target=self.pipeline.capture, name="swictation-capture", daemon=True
+        )
+        capture.start()
         try:
-            self.pipeline.capture()
+            self._watch(capture)
         finally:
-            parts.notify("STOPPING=1")
-            shutdown = self._shutdown_reason is not None
-            drain: float | None = 0.0 if shutdown else self.settings.config.daemon.drain_timeout_s
-            if self._signalled is None and not shutdown:
-                drain = None  # a file's end or a quit: transcribe everything
-            self.pipeline.finish(drain, spool_now=shutdown)
-            self._stopping.settle()
-            self.guard.stop()
-            self.final_report()  # the container stops the control server, models and recorder
+            parts.notify("STOPPING=1" if not self.restart_requested else "RELOADING=1")
+            self.pipeline.stop_capture()
+            capture.join()
+            self._finish()
+        if self._failure is not None:
+            return EXIT_WORKER_FAILED
         return EXIT_MEMORY_SHUTDOWN if self._shutdown_reason is not None else EXIT_OK
 
-    def _report_loop(self) -> None:
+    def _watch(self, capture: threading.Thread) -> None:
+        """The main thread: feeds the watchdog while every worker lives, writes the periodic
+        reports, and returns when capture ends (a stop, the end of a file)."""
         every = self.settings.config.daemon.report_interval_s
         watchdog = self.parts.watchdog_s
+        tick = min(1.0, watchdog or 1.0, every)
         next_report = time.monotonic() + every
-        while not self._stopping.wait(min(every, watchdog or every)):
-            if watchdog:
+        while capture.is_alive():
+            capture.join(tick)
+            self.watch_ticks += 1
+            alive = self.all_alive()
+            if alive and watchdog:
                 self.parts.notify("WATCHDOG=1")
+            if alive != self._fed:
+                self._fed = alive
+                if not alive:
+                    log.error("a worker is not running: the watchdog is no longer fed")
+                else:
+                    log.warning("every worker is running again")
             if time.monotonic() >= next_report:
                 next_report += every
                 self.report("status")
+
+    def _finish(self) -> None:
+        shutdown = self._shutdown_reason is not None or self._failure is not None
+        drain: float | None = 0.0 if shutdown else self.settings.config.daemon.drain_timeout_s
+        if self._signalled is None and not shutdown:
+            drain = None  # a file's end or a quit: transcribe everything
+        self.pipeline.finish(drain, spool_now=shutdown)
+        self._stopping.settle()
+        self.guard.stop()
+        self.final_report()  # the container stops the control server, models and recorder
 
     def report(self, title: str) -> None:
         log.info("%s", self.parts.present(title, self.status()))
@@ -171,17 +260,35 @@ class Daemon:
                 stats.stt_s / stats.audio_s,
                 ", ".join(f"{d} x{n}" for d, n in stats.devices.items()),
             )
+        if stats.undelivered:
+            where = stats.undelivered_file or "the log (the file could not be written)"
+            log.error(
+                "final report: %d utterance(s) could not be delivered; their text is in %s",
+                stats.undelivered,
+                where,
+            )
+        lost = getattr(self.pipeline.spool, "lost_s", 0.0)
+        if lost:
+            log.error("final report: %.1f s of audio lost (it could be spooled nowhere)", lost)
         if self._shutdown_reason is not None:
             log.critical(
                 "exiting with status %d after memory SHUTDOWN: %s",
                 EXIT_MEMORY_SHUTDOWN,
                 self._shutdown_reason,
             )
+        if self._failure is not None:
+            log.critical("exiting with status %d: %s", EXIT_WORKER_FAILED, self._failure)
         self.parts.events.emit(
             Event(
                 time.monotonic() - self._began,
                 "report",
                 self.guard.level.name,
-                detail={"final": True, "utterances": stats.utterances, "spooled": stats.spooled},
+                detail={
+                    "final": True,
+                    "utterances": stats.utterances,
+                    "spooled": stats.spooled,
+                    "undelivered": stats.undelivered,
+                    "workers": self.health(),
+                },
             )
         )
