@@ -165,7 +165,13 @@ def _loaded_models(
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     return tuple(
-        ModelState(m["name"], m["size_mib"], offloadable=m.get("offloadable", True)) for m in models
+        ModelState(
+            m["name"],
+            m["size_mib"],
+            offloadable=m.get("offloadable", True),
+            working_mib=m.get("working_mib", 0.0),
+        )
+        for m in models
     )
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import advise_bench
 import daemon_bench
 import replay_bench
 
-BENCHES = {"replay": replay_bench.main, "daemon": daemon_bench.main}
+BENCHES = {"replay": replay_bench.main, "advise": advise_bench.main, "daemon": daemon_bench.main}
 
 
 def machine() -> str:

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("trace", help="nvidia-smi CSV or the project's JSONL")
     rp.add_argument("--format", choices=("auto", "nvidia-smi", "jsonl"), default="auto")
     rp.add_argument("--gpu", help="which GPU of a multi-GPU file (index; default: the first)")
-    rp.add_argument("--total-mib", type=_positive, help="card size for files without a total")
+    rp.add_argument("--total-mib", help="card size for files without a total, e.g. 8192 or 24GiB")
     rp.add_argument(
         "--columns", type=_columns, help="names of a headerless file's columns, in order"
     )
@@ -99,11 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
         "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
+    rp.add_argument(
+        "--policy",
+        choices=(*choices(PolicyName), "both"),
+        help="default: guard.policy from the configuration",
+    )
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+    rp.add_argument(
+        "--advise",
+        action="store_true",
+        help="try the presets and a small grid of settings; print the best few",
+    )
 
     rec = sub.add_parser(
         "record",
@@ -159,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plot=args.plot,
             json=args.json,
             tenants=tuple(args.tenant),
+            advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
