@@ -330,6 +330,7 @@ def serve(container: Any) -> int:
     handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
+            container.control_lock()  # one daemon per socket, decided before any model loads
             daemon = container.daemon()  # loads the models
             container.control()  # the control socket, where there is one
         except Exception as error:  # a start-up failure is one line, never a traceback
@@ -383,6 +384,10 @@ def control_main(args: argparse.Namespace) -> int:
             message["model"] = args.model
         reply = request(path, message)
     except ControlError as error:
+        if args.command == "status":  # "not running" is a status: stdout, for status bars
+            gone = {"ok": False, "running": False, "error": str(error)}
+            print(json.dumps(gone) if args.json else f"swictation status: {error}")
+            return 1
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
     if args.json:
