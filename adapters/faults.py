@@ -37,6 +37,12 @@ class FaultyRecognizer(SpeechRecognizer):
                 return bool(state.placement in (Placement.GPU, Placement.TO_GPU))
         return False
 
+    def warm_up(self) -> None:
+        """The model's warm-up is not an inference to fail: the rehearsal's faults wait."""
+        warm = getattr(self._inner, "warm_up", None)
+        if warm is not None:
+            warm()
+
     def transcribe(self, block: AudioBlock) -> str:
         with self._lock:
             fire = self._left > 0 and self._on_gpu()

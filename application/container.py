@@ -113,9 +113,9 @@ def _device(wanted: str) -> str:
 
 
 def _silero_residency() -> Any:
-    from swictation.adapters.silero import load_silero
+    from swictation.adapters.silero import OnnxResidency
 
-    return TorchResidency(load_silero())
+    return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
 def _whisper_residency(model: str | None, device: str) -> Any:

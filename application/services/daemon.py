@@ -193,6 +193,7 @@ class Daemon:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
+        self.pipeline.warm_up()
         self.pipeline.start_worker()
         parts.notify("READY=1")
         parts.notify("STATUS=listening")

@@ -116,6 +116,9 @@ class DictationPipeline:
         self._events = events
         self._spool = spool
         self._segmenter = Segmenter(settings or VadSettings(), RATE)
+        gate_dbfs = self._segmenter.settings.energy_gate_dbfs
+        self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
+        self.gated_blocks = 0
         self._realtime = realtime
         self._t0 = start_time
         self._keep_undelivered = keep_undelivered
@@ -176,6 +179,24 @@ class DictationPipeline:
         self.workers.spawn("stt", self._work)
         self.workers.spawn("output", self.delivery.run)
 
+    def warm_up(self) -> None:
+        """One inference of each model at load, so the first utterance is as fast as the
+        rest (lazy allocations, kernel selection and caches are paid here, not by the user)."""
+        import numpy as np
+
+        quiet = AudioBlock(0.0, np.zeros(512, np.float32), RATE)
+        began = time.monotonic()
+        try:
+            self._runner.run("vad", lambda device: self._vad.speech_probability(quiet))
+            self._vad.reset()
+            warm = getattr(self._stt, "warm_up", None)
+            if warm is not None:
+                self._runner.run("stt", lambda device: warm())
+        except Exception as error:  # a cold start is slower, never fatal
+            log.warning("warm-up failed (%s); the first utterance may be slower", error)
+            return
+        log.info("models warmed up in %.2f s", time.monotonic() - began)
+
     def replay_spool(self) -> int:
         """Files left by an earlier run are transcribed before new audio, one at a time."""
         backlog = self._spool.backlog()
@@ -225,6 +246,12 @@ class DictationPipeline:
         self._trim()
 
     def _probability(self, block: AudioBlock) -> float:
+        import numpy as np
+
+        samples = block.samples
+        if len(samples) and float(np.dot(samples, samples)) / len(samples) < self._gate:
+            self.gated_blocks += 1
+            return 0.0  # a quiet room: silence, without waking the model
         try:
             probability = self._runner.run(
                 "vad", lambda device: self._vad.speech_probability(block)
