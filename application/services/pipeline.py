@@ -315,6 +315,7 @@ class DictationPipeline:
 
     def _close_open(self) -> None:
         if self._open is not None:
+            self._spool.written_bytes += self._open.bytes
             try:
                 self._open.discard()
             except OSError as error:
