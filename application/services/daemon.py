@@ -38,7 +38,7 @@ class Daemon:
         self._failure: str | None = None
         # Shared with the guard, which asks for a memory SHUTDOWN through it.
         self._stopping: StopSignal = parts.stop
-        self._stopping.subscribe(lambda _why: self.pipeline.stop_capture())
+        self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
         self.restart_requested = False
         self._began = time.monotonic()
@@ -155,6 +155,11 @@ class Daemon:
         return None
 
     # -- life -----------------------------------------------------------------------------------
+
+    def _on_stop(self, _why: str) -> None:
+        if self._shutdown_reason is not None or self._failure is not None:
+            self.pipeline.abandon()  # no waiting: what is queued or still open stays spooled
+        self.pipeline.stop_capture()
 
     @property
     def _shutdown_reason(self) -> str | None:

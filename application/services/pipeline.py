@@ -11,6 +11,7 @@ was left, one file at a time, never holding live speech back by more than one ut
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -119,6 +120,7 @@ class DictationPipeline:
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0
+        self._gated = False
         self._realtime = realtime
         self._t0 = start_time
         self._keep_undelivered = keep_undelivered
@@ -251,7 +253,14 @@ class DictationPipeline:
         samples = block.samples
         if len(samples) and float(np.dot(samples, samples)) / len(samples) < self._gate:
             self.gated_blocks += 1
+            self._gated = True
             return 0.0  # a quiet room: silence, without waking the model
+        if self._gated:
+            # The VAD did not hear the quiet: its memory is of the sound before it, so a click
+            # after a pause would be judged as the speech before the pause went on.
+            self._gated = False
+            with contextlib.suppress(Exception):
+                self._vad.reset()
         try:
             probability = self._runner.run(
                 "vad", lambda device: self._vad.speech_probability(block)
@@ -490,6 +499,10 @@ class DictationPipeline:
             self._spool.done(item.spooled)
 
     # -- stopping ---------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Stop transcribing at once: what is queued (or still being spoken) stays spooled."""
+        self._abandon.set()
 
     def stop_capture(self) -> None:
         self._stop_capture.set()
