@@ -21,7 +21,7 @@ from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import ControlServer, default_socket_path
 from swictation.adapters.events import JsonlEventSink, NullEventSink
-from swictation.adapters.faults import FaultyRecognizer
+from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
 from swictation.adapters.host_memory import HostMemoryProbe
 from swictation.adapters.memory import FakeClock, InMemoryModelHost, NoProbe, ResidentModelsProbe
 from swictation.adapters.microphone import MicrophoneSource
@@ -192,12 +192,28 @@ def _silero_detector(host: Any) -> Any:
     return SileroVoiceDetector(host, "vad")
 
 
+def _faults_anywhere(host: Any) -> bool:
+    """Without any GPU (real, or simulated under `--probe trace`), injected faults fire
+    whatever the device: a rehearsal must do something on a CPU-only machine too."""
+    return not isinstance(host, SimulatedGpuHost | InMemoryModelHost) and not cuda_available()
+
+
 def _with_faults(recognizer: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
     for plain in faults:
         fault = converter.structure(plain, Fault)
         if fault.model == "stt":
-            recognizer = FaultyRecognizer(recognizer, host, fault.model, fault.kind, fault.count)
+            recognizer = FaultyRecognizer(
+                recognizer, host, fault.model, fault.kind, fault.count, _faults_anywhere(host)
+            )
     return recognizer
+
+
+def _vad_with_faults(vad: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
+    for plain in faults:
+        fault = converter.structure(plain, Fault)
+        if fault.model == "vad":
+            vad = FaultyVoiceDetector(vad, host, fault.kind, fault.count, _faults_anywhere(host))
+    return vad
 
 
 def _file_output(path: str | None) -> FileOutput:
@@ -321,6 +337,7 @@ class Container(containers.DeclarativeContainer):
         nemo=providers.Singleton(_nemo, host, config.stt.language),
     )
     stt = providers.Singleton(_with_faults, recognizer, host, config.run.faults)
+    checked_vad = providers.Singleton(_vad_with_faults, vad, host, config.run.faults)
     output = providers.Selector(
         config.output.kind,
         stdout=providers.Singleton(StdoutOutput),
@@ -332,7 +349,7 @@ class Container(containers.DeclarativeContainer):
     pipeline = providers.Singleton(
         DictationPipeline,
         source=source,
-        vad=vad,
+        vad=checked_vad,
         stt=stt,
         output=output,
         runner=runner,
