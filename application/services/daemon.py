@@ -44,6 +44,7 @@ class Daemon:
         self._began = time.monotonic()
         self._fed = True
         self.watch_ticks = 0
+        self._said_unknown: str | None = None
 
     # -- control -----------------------------------------------------------------------------
 
@@ -148,11 +149,7 @@ class Daemon:
     def _memory_unknown(self) -> str | None:
         """Why the guard cannot see the GPU, when it cannot."""
         reason = getattr(self.guard, "unavailable_reason", None)
-        if isinstance(reason, str):
-            return reason
-        if self.guard.last_sample is None and self.guard.ticks:
-            return "no reading from the GPU probe yet"
-        return None
+        return reason if isinstance(reason, str) else None
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -236,6 +233,11 @@ class Daemon:
                     log.error("a worker is not running: the watchdog is no longer fed")
                 else:
                     log.warning("every worker is running again")
+            unknown = self._memory_unknown()
+            if unknown != self._said_unknown:
+                self._said_unknown = unknown
+                if unknown is not None:
+                    log.warning("memory: unknown (%s): the guard cannot see the GPU", unknown)
             if time.monotonic() >= next_report:
                 next_report += every
                 self.report("status")
