@@ -19,7 +19,7 @@ from dependency_injector import containers, providers
 
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
-from swictation.adapters.control_socket import ControlServer, default_socket_path
+from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
 from swictation.adapters.host_memory import HostMemoryProbe
@@ -161,7 +161,13 @@ def _loaded_models(
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     return tuple(
-        ModelState(m["name"], m["size_mib"], offloadable=m.get("offloadable", True)) for m in models
+        ModelState(
+            m["name"],
+            m["size_mib"],
+            offloadable=m.get("offloadable", True),
+            working_mib=m.get("working_mib", 0.0),
+        )
+        for m in models
     )
 
 
@@ -222,8 +228,16 @@ def _file_output(path: str | None) -> FileOutput:
     return FileOutput(path)
 
 
-def _control_server(socket: str | None, handler: Any) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), handler)
+def _socket_lock(socket: str | None) -> Iterator[SocketLock]:
+    lock = SocketLock.take(socket or str(default_socket_path()))
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _control_server(socket: str | None, handler: Any, lock: SocketLock) -> Iterator[ControlServer]:
+    server = ControlServer(socket or str(default_socket_path()), handler, lock=lock)
     server.start()
     try:
         yield server
@@ -393,8 +407,13 @@ class Container(containers.DeclarativeContainer):
             providers.Callable(watchdog_interval_s),
         ),
     )
+    # One daemon per socket: the lock is taken before any model loads and held to the end.
+    socket_lock = providers.Resource(_socket_lock, config.control.socket)
+    control_lock = providers.Selector(
+        config.run.control, on=socket_lock, off=providers.Object(None)
+    )
     control_server = providers.Resource(
-        _control_server, config.control.socket, daemon.provided.handle
+        _control_server, config.control.socket, daemon.provided.handle, socket_lock
     )
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
@@ -406,7 +425,7 @@ class Container(containers.DeclarativeContainer):
     )
 
 
-_RESOURCES_IN_STOP_ORDER = ("control_server", "models", "event_log", "nvml")
+_RESOURCES_IN_STOP_ORDER = ("control_server", "models", "event_log", "nvml", "socket_lock")
 
 
 def shutdown(container: Container) -> None:

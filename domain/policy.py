@@ -39,6 +39,12 @@ class Policy(Protocol):
     @property
     def level(self) -> Level: ...
 
+    @property
+    def quiet_after_s(self) -> float:
+        """After this long with one unchanged reading and nothing moving, the policy decides
+        nothing new (a simulation may then jump to the next reading)."""
+        ...
+
     def observe(self, observation: Observation) -> Decision: ...
 
 
@@ -88,6 +94,23 @@ class GuardPolicy:
     @property
     def level(self) -> Level:
         return self._machine.level
+
+    @property
+    def quiet_after_s(self) -> float:
+        th, tu = self.thresholds, self.tuning
+        waits = (
+            th.dwell_s,
+            th.interval_s,
+            tu.reapply_s,
+            tu.shutdown_grace_s,
+            tu.settle_s,
+            tu.restore_backoff_max_s,
+            tu.restore_wait_s,
+            tu.forecast_window_s,
+            tu.fallback_cooldown_s or 0.0,
+        )
+        # Every deadline run out twice over: a dwell, then a back-off, then a settle.
+        return 2 * sum(waits)
 
     def residency_of(self, name: str) -> Residency | None:
         machine = self.residency.get(name)

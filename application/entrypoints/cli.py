@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("trace", help="nvidia-smi CSV or the project's JSONL")
     rp.add_argument("--format", choices=("auto", "nvidia-smi", "jsonl"), default="auto")
     rp.add_argument("--gpu", help="which GPU of a multi-GPU file (index; default: the first)")
-    rp.add_argument("--total-mib", type=_positive, help="card size for files without a total")
+    rp.add_argument("--total-mib", help="card size for files without a total, e.g. 8192 or 24GiB")
     rp.add_argument(
         "--columns", type=_columns, help="names of a headerless file's columns, in order"
     )
@@ -91,11 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
+    rp.add_argument(
+        "--policy",
+        choices=(*choices(PolicyName), "both"),
+        help="default: guard.policy from the configuration",
+    )
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+    rp.add_argument(
+        "--advise",
+        action="store_true",
+        help="try the presets and a small grid of settings; print the best few",
+    )
 
     rec = sub.add_parser(
         "record",
@@ -150,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
@@ -311,6 +321,7 @@ def serve(container: Any) -> int:
     handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
+            container.control_lock()  # one daemon per socket, decided before any model loads
             daemon = container.daemon()  # loads the models
             container.control()  # the control socket, where there is one
         except Exception as error:  # a start-up failure is one line, never a traceback
@@ -364,6 +375,10 @@ def control_main(args: argparse.Namespace) -> int:
             message["model"] = args.model
         reply = request(path, message)
     except ControlError as error:
+        if args.command == "status":  # "not running" is a status: stdout, for status bars
+            gone = {"ok": False, "running": False, "error": str(error)}
+            print(json.dumps(gone) if args.json else f"swictation status: {error}")
+            return 1
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
     if args.json:

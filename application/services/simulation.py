@@ -18,6 +18,7 @@ class ModelSpec:
     name: str
     size_mib: float
     offloadable: bool = True
+    working_mib: float = 0.0
 
 
 @attrs.frozen
@@ -38,6 +39,9 @@ class SimulationReport:
     series: tuple[tuple[float, float, int], ...] = ()
     # (t, kind, model) for every offload/restore, and t of every would-be OOM (capped).
     marks: tuple[tuple[float, str, str], ...] = ()
+    per_model: dict[str, ModelTime] = attrs.field(factory=dict)
+    # The least free memory on the simulated card (MiB), our models counted.
+    min_free_mib: float = math.inf
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,44 @@ class SimulationReport:
             "peak_usage": round(self.peak_usage, 4),
             "first_oom_s": None if self.first_oom_s is None else round(self.first_oom_s, 3),
             "final_placement": self.final_placement,
+            "per_model": {name: m.to_json() for name, m in self.per_model.items()},
+            "min_free_mib": round(self.min_free_mib, 1)
+            if math.isfinite(self.min_free_mib)
+            else None,
+        }
+
+
+@attrs.define
+class ModelTime:
+    """One model's moves in a simulation, and its time off the GPU (from the offload
+    decision to the restore decision, or the end)."""
+
+    size_mib: float
+    offloads: int = 0
+    restores: int = 0
+    seconds_off_gpu: float = 0.0
+    longest_off_gpu_s: float = 0.0
+    off_since: float | None = None
+
+    def offload(self, t: float) -> None:
+        self.offloads += 1
+        if self.off_since is None:
+            self.off_since = t
+
+    def back(self, t: float) -> None:
+        if self.off_since is not None:
+            spell = t - self.off_since
+            self.seconds_off_gpu += spell
+            self.longest_off_gpu_s = max(self.longest_off_gpu_s, spell)
+            self.off_since = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size_mib": round(self.size_mib, 1),
+            "offloads": self.offloads,
+            "restores": self.restores,
+            "seconds_off_gpu": round(self.seconds_off_gpu, 3),
+            "longest_off_gpu_s": round(self.longest_off_gpu_s, 3),
         }
 
 
@@ -106,6 +148,7 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
         raise ValueError("nothing to simulate: no samples")
     clock, feed, host, guard = rig.clock, rig.row, rig.host, rig.guard
     policy = guard.policy
+    quiet = policy.quiet_after_s
     levels = dict.fromkeys((level.name for level in Level), 0.0)
     level = policy.level
     transitions = offloads = restores = oom = 0
@@ -119,6 +162,8 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
     stride = max(1, n // series_points) if series_points else 0
     series: list[tuple[float, float, int]] = []
     marks: list[tuple[float, str, str]] = []
+    per_model = {m.name: ModelTime(m.size_mib) for m in host.models()}
+    min_free = math.inf
     for i in range(n):
         t = times[i]
         total = total_mib[i]
@@ -126,7 +171,10 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
             clock.set(t)
             resident = host.gpu_resident_mib()
             change_at = host.next_change()
-        usage = (used_mib[i] + resident) / total
+        on_card = used_mib[i] + resident
+        if total - on_card < min_free:
+            min_free = total - on_card
+        usage = on_card / total
         if usage > peak:
             peak = usage
         if usage >= 1.0:
@@ -144,8 +192,16 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
         feed.total = total
         feed.own = None if own_mib is None else own_mib[i]
         while next_poll < following and not shutdown:
+            if next_poll - t >= quiet and change_at is None:
+                # One reading for a long while, nothing moving: nothing new will be decided
+                # until the next reading, so the cost follows the rows, not the time span.
+                next_poll = following
+                break
             poll = max(next_poll, t)
             clock.set(poll)
+            if change_at is not None and poll >= change_at:
+                resident = host.gpu_resident_mib()
+                change_at = host.next_change()
             decision = guard.tick()
             levels[level.name] += poll - last_t
             last_t = poll
@@ -154,9 +210,19 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
                 level = decision.level
             for action in decision.actions:
                 kind = action.kind
-                offloads += kind is ActionKind.OFFLOAD
-                restores += kind is ActionKind.RESTORE
-                if stride and kind in (ActionKind.OFFLOAD, ActionKind.RESTORE):
+                if kind not in (ActionKind.OFFLOAD, ActionKind.RESTORE):
+                    continue
+                model = per_model.get(action.model or "")
+                if kind is ActionKind.OFFLOAD:
+                    offloads += 1
+                    if model is not None:
+                        model.offload(poll)
+                else:
+                    restores += 1
+                    if model is not None:
+                        model.restores += 1
+                        model.back(poll)
+                if stride:
                     marks.append((poll - times[0], kind.value, action.model or ""))
             if decision.level is Level.SHUTDOWN:
                 shutdown = True
@@ -169,6 +235,8 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
     end = times[-1]
     levels[level.name] += max(0.0, end - last_t)
     clock.set(end)
+    for model in per_model.values():
+        model.back(end)
     return SimulationReport(
         policy=policy.name,
         samples=n,
@@ -184,6 +252,8 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
         final_placement={m.name: m.placement.value for m in host.models()},
         series=tuple(series),
         marks=tuple(marks),
+        per_model=per_model,
+        min_free_mib=min_free,
     )
 
 

@@ -363,7 +363,7 @@ def test_the_control_socket_against_a_running_daemon(tmp_path, spool):
     assert not os.path.exists(sock)
     gone = control(sock, "status")
     assert gone.code == 1
-    assert "no daemon is running" in gone.err
+    assert "no daemon is running" in gone.out
 
 
 def test_the_nemo_path_with_a_tiny_model(tmp_path, spool):
