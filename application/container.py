@@ -131,9 +131,7 @@ def _nemo_residency(model: str | None) -> Any:
     return TorchResidency(load_nemo(model, "cpu"))
 
 
-def _loaded_models(
-    vad: Any, stt: Any, device: str, events: EventSink, clock: Any, t0: float
-) -> Iterator[RealModelHost]:
+def _loaded_models(vad: Any, stt: Any, device: str) -> Iterator[RealModelHost]:
     """The models loaded and placed; released (GPU memory given back) at shutdown."""
     host = RealModelHost()
     host.register("vad", vad)
@@ -143,6 +141,14 @@ def _loaded_models(
             moved = host.move(name, "cuda")
             if not moved.done:
                 log.warning("%s stays on the CPU: %s", name, moved.reason)
+    try:
+        yield host
+    finally:
+        host.release_all()
+
+
+def _announced(host: RealModelHost, events: EventSink, clock: Any, t0: float) -> RealModelHost:
+    """Each model's size and place, in the log and the flight recorder (replay reads them)."""
     for model in host.models():
         log.info("model %s: %.1f MiB on %s", model.name, model.size_mib, host.device(model.name))
         events.emit(
@@ -153,10 +159,7 @@ def _loaded_models(
                 detail={"size_mib": round(model.size_mib, 1), "device": host.device(model.name)},
             )
         )
-    try:
-        yield host
-    finally:
-        host.release_all()
+    return host
 
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
@@ -301,14 +304,13 @@ class Container(containers.DeclarativeContainer):
         whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
         nemo=providers.Singleton(_nemo_residency, config.stt.model),
     )
-    models = providers.Resource(
-        _loaded_models, vad_model, stt_model, device, events, clock, start_time
-    )
+    models = providers.Resource(_loaded_models, vad_model, stt_model, device)
+    announced = providers.Singleton(_announced, models, events, clock, start_time)
     host = providers.Selector(
         config.run.host,
-        real=models,
+        real=announced,
         # Without a GPU, `--probe trace` rehearses residency as replay does.
-        simulated=providers.Singleton(SimulatedGpuHost, models, clock, tuning),
+        simulated=providers.Singleton(SimulatedGpuHost, announced, clock, tuning),
         memory=providers.Singleton(
             InMemoryModelHost,
             clock,
