@@ -271,13 +271,13 @@ class ControlServer:
             sock.bind(str(self.path))
         except OSError as error:
             sock.close()
-            raise ControlError(f"{self.path}: cannot bind: {error.strerror}") from None
+            raise ControlError(f"{self.path}: cannot bind: {error.strerror or error}") from None
         finally:
             os.umask(old)
+        self._sock = sock  # from here on, stop() removes the socket file
         os.chmod(self.path, 0o600)
         sock.listen(BACKLOG)
         sock.setblocking(False)
-        self._sock = sock
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

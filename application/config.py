@@ -593,6 +593,8 @@ def parse_fault(spec: str) -> Fault:
     parts = spec.split(":")
     if len(parts) != 3 or parts[1] not in choices(FaultKind) or not parts[2].isdigit():
         raise ConfigError(f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5")
+    if parts[0] not in ("stt", "vad"):
+        raise ConfigError(f"--inject-fault {spec}: unknown model {parts[0]!r} (models: stt, vad)")
     return Fault(parts[0], FaultKind(parts[1]), int(parts[2]))
 
 
@@ -604,6 +606,18 @@ class DaemonSettings:
     audio_file: str | None = None
     realtime: bool = False
     faults: tuple[Fault, ...] = ()
+
+
+def _output_choice(config: Settings, command_line: Mapping[str, Mapping[str, Any]]) -> Settings:
+    """`--output-file` alone means `--output file`; `--output file` without a file is a
+    usage error found before any model loads."""
+    output = config.output
+    chosen = command_line.get("output", {}).get("kind")
+    if output.file and output.kind == OutputKind.STDOUT and chosen is None:
+        config = attrs.evolve(config, output=attrs.evolve(output, kind=OutputKind.FILE))
+    if config.output.kind == OutputKind.FILE and not config.output.file:
+        raise ConfigError("--output file needs --output-file PATH")
+    return config
 
 
 def resolve_settings(
@@ -620,5 +634,6 @@ def resolve_settings(
         raise ConfigError("--probe trace needs --trace FILE")
     if realtime and not audio_file:
         raise ConfigError("--realtime needs --audio-file")
+    config = _output_choice(config, command_line)
     parsed = tuple(parse_fault(spec) for spec in faults)
     return DaemonSettings(config, audio_file, realtime, parsed)

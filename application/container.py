@@ -22,7 +22,7 @@ from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
 from swictation.adapters.dbus import DbusPressurePublisher, DbusUnavailableError, TeeEventSink
 from swictation.adapters.events import JsonlEventSink, NullEventSink
-from swictation.adapters.faults import FaultyRecognizer
+from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
 from swictation.adapters.host_memory import HostMemoryProbe
 from swictation.adapters.memory import FakeClock, InMemoryModelHost, NoProbe, ResidentModelsProbe
 from swictation.adapters.microphone import MicrophoneSource
@@ -117,9 +117,9 @@ def _device(wanted: str) -> str:
 
 
 def _silero_residency() -> Any:
-    from swictation.adapters.silero import load_silero
+    from swictation.adapters.silero import OnnxResidency
 
-    return TorchResidency(load_silero())
+    return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
 def _whisper_residency(model: str | None, device: str) -> Any:
@@ -135,9 +135,7 @@ def _nemo_residency(model: str | None) -> Any:
     return TorchResidency(load_nemo(model, "cpu"))
 
 
-def _loaded_models(
-    vad: Any, stt: Any, device: str, events: EventSink, clock: Any, t0: float
-) -> Iterator[RealModelHost]:
+def _loaded_models(vad: Any, stt: Any, device: str) -> Iterator[RealModelHost]:
     """The models loaded and placed; released (GPU memory given back) at shutdown."""
     host = RealModelHost()
     host.register("vad", vad)
@@ -147,6 +145,14 @@ def _loaded_models(
             moved = host.move(name, "cuda")
             if not moved.done:
                 log.warning("%s stays on the CPU: %s", name, moved.reason)
+    try:
+        yield host
+    finally:
+        host.release_all()
+
+
+def _announced(host: RealModelHost, events: EventSink, clock: Any, t0: float) -> RealModelHost:
+    """Each model's size and place, in the log and the flight recorder (replay reads them)."""
     for model in host.models():
         log.info("model %s: %.1f MiB on %s", model.name, model.size_mib, host.device(model.name))
         events.emit(
@@ -157,10 +163,7 @@ def _loaded_models(
                 detail={"size_mib": round(model.size_mib, 1), "device": host.device(model.name)},
             )
         )
-    try:
-        yield host
-    finally:
-        host.release_all()
+    return host
 
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
@@ -202,12 +205,28 @@ def _silero_detector(host: Any) -> Any:
     return SileroVoiceDetector(host, "vad")
 
 
+def _faults_anywhere(host: Any) -> bool:
+    """Without any GPU (real, or simulated under `--probe trace`), injected faults fire
+    whatever the device: a rehearsal must do something on a CPU-only machine too."""
+    return not isinstance(host, SimulatedGpuHost | InMemoryModelHost) and not cuda_available()
+
+
 def _with_faults(recognizer: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
     for plain in faults:
         fault = converter.structure(plain, Fault)
         if fault.model == "stt":
-            recognizer = FaultyRecognizer(recognizer, host, fault.model, fault.kind, fault.count)
+            recognizer = FaultyRecognizer(
+                recognizer, host, fault.model, fault.kind, fault.count, _faults_anywhere(host)
+            )
     return recognizer
+
+
+def _vad_with_faults(vad: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
+    for plain in faults:
+        fault = converter.structure(plain, Fault)
+        if fault.model == "vad":
+            vad = FaultyVoiceDetector(vad, host, fault.kind, fault.count, _faults_anywhere(host))
+    return vad
 
 
 def _file_output(path: str | None) -> FileOutput:
@@ -359,14 +378,13 @@ class Container(containers.DeclarativeContainer):
         whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
         nemo=providers.Singleton(_nemo_residency, config.stt.model),
     )
-    models = providers.Resource(
-        _loaded_models, vad_model, stt_model, device, events, clock, start_time
-    )
+    models = providers.Resource(_loaded_models, vad_model, stt_model, device)
+    announced = providers.Singleton(_announced, models, events, clock, start_time)
     host = providers.Selector(
         config.run.host,
-        real=models,
+        real=announced,
         # Without a GPU, `--probe trace` rehearses residency as replay does.
-        simulated=providers.Singleton(SimulatedGpuHost, models, clock, tuning),
+        simulated=providers.Singleton(SimulatedGpuHost, announced, clock, tuning),
         memory=providers.Singleton(
             InMemoryModelHost,
             clock,
@@ -416,6 +434,7 @@ class Container(containers.DeclarativeContainer):
         nemo=providers.Singleton(_nemo, host, config.stt.language),
     )
     stt = providers.Singleton(_with_faults, recognizer, host, config.run.faults)
+    checked_vad = providers.Singleton(_vad_with_faults, vad, host, config.run.faults)
     output = providers.Selector(
         config.output.kind,
         stdout=providers.Singleton(StdoutOutput),
@@ -427,7 +446,7 @@ class Container(containers.DeclarativeContainer):
     pipeline = providers.Singleton(
         DictationPipeline,
         source=source,
-        vad=vad,
+        vad=checked_vad,
         stt=stt,
         output=output,
         runner=runner,

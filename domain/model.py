@@ -38,6 +38,14 @@ def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) ->
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
+def _per_model_mib(
+    _inst: object, attribute: attrs.Attribute[Mapping[str, float]], value: Mapping[str, float]
+) -> None:
+    for name, mib in value.items():
+        if not 0 <= mib < 1e7:
+            raise ValueError(f"{attribute.name}.{name} must be in [0, 1e7) MiB, got {mib!r}")
+
+
 @attrs.frozen
 class ProcessUsage:
     """GPU memory held by one process on the device."""
@@ -186,6 +194,9 @@ class Tuning:
         default=None, validator=validators.optional(_positive)
     )
     restore_wait_s: float = field(default=5.0, validator=_non_negative)
+    # MiB a model needs beyond its weights while it runs (activations), by model name; a
+    # restore leaves it free.
+    working_mib: Mapping[str, float] = field(factory=dict, hash=False, validator=_per_model_mib)
     # Cooperation: how long our own offload waits for asked co-tenants to free memory, and
     # whether they are asked to reload when the pressure is over.
     tenant_wait_s: float = field(default=3.0, validator=_non_negative)

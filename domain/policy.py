@@ -145,8 +145,9 @@ class GuardPolicy:
         for model in models:
             machine = self.residency[model.name]
             machine.watch(level >= Level.EMERGENCY, t)
+            working = max(model.working_mib, self.tuning.working_mib.get(model.name, 0.0))
             machine.watch_room(
-                self.thresholds.restore_room(used + model.size_mib, total, model.working_mib), t
+                self.thresholds.restore_room(used + model.size_mib, total, working), t
             )
 
         slope = self._forecast.slope_mib_s()

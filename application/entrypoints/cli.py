@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from swictation.application.config import (
+    DaemonSection,
     Device,
     OutputKind,
     PolicyName,
@@ -122,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--interval", type=_positive, default=0.5, help="seconds between samples")
     rec.add_argument("--out", default="swictation-trace.jsonl", help="the JSONL trace to write")
     rec.add_argument("--csv", help="also write nvidia-smi-compatible CSV here")
-    rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
+    rec.add_argument("--gpu", default=DaemonSection().gpu, help="GPU index or UUID (default 0)")
     rec.add_argument(
         "--probe",
         choices=(ProbeKind.NVML, ProbeKind.TORCH, ProbeKind.HOST),
-        default="nvml",
+        default=DaemonSection().probe.value,
         help="nvml (default), torch, or host to record system RAM instead",
     )
     rec.add_argument("--duration", type=_positive, help="stop after this many seconds")

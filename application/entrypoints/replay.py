@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -240,7 +241,9 @@ def replay(
     base: Sequence[float] = trace.used_mib
     if trace.own_mib is not None and models:
         # The recording holds our own models already; replay moves them itself.
-        base = [max(0.0, u - o) for u, o in zip(trace.used_mib, trace.own_mib, strict=True)]
+        base = array(
+            "f", (max(0.0, u - o) for u, o in zip(trace.used_mib, trace.own_mib, strict=True))
+        )
     busy = busy_at(trace.busy) if trace.busy else None
     if options.advise:
         return _advise(options, trace, base, models, used, busy, out)

@@ -55,6 +55,7 @@ class GuardService:
             getattr(getattr(policy, "thresholds", None), "interval_s", 2.0)
         )
         self.last_sample: MemorySample | None = None
+        self.unavailable_reason: str | None = None
         self.ticks = 0
         self.errors = 0
 
@@ -94,6 +95,8 @@ class GuardService:
         t = reading.t
         rel = self.elapsed(t)
         self.ticks += 1
+        # Why the device cannot be read right now (None while it can): for status and reports.
+        self.unavailable_reason = None if isinstance(reading, MemorySample) else reading.reason
         if isinstance(reading, MemorySample):
             self.last_sample = reading
             if self._record_samples:

@@ -223,7 +223,7 @@ def test_idle_clients_cost_no_thread(server):
             sock.connect(str(server.path))
         # accepted in order: this reply means the ten before it have been accepted
         assert request(server.path, {"cmd": "status"})["ok"]
-        assert threading.active_count() == threads
+        assert threading.active_count() <= threads  # old threads may end meanwhile, none begin
     finally:
         for sock in idle:
             sock.close()
