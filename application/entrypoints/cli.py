@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from swictation.application.config import (
+    DaemonSection,
     Device,
     OutputKind,
     PolicyName,
@@ -92,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
     rp.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="KIND=SIZE",
+        help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
+        "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
+    )
+    rp.add_argument(
         "--policy",
         choices=(*choices(PolicyName), "both"),
         help="default: guard.policy from the configuration",
@@ -114,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--interval", type=_positive, default=0.5, help="seconds between samples")
     rec.add_argument("--out", default="swictation-trace.jsonl", help="the JSONL trace to write")
     rec.add_argument("--csv", help="also write nvidia-smi-compatible CSV here")
-    rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
+    rec.add_argument("--gpu", default=DaemonSection().gpu, help="GPU index or UUID (default 0)")
     rec.add_argument(
         "--probe",
         choices=(ProbeKind.NVML, ProbeKind.TORCH, ProbeKind.HOST),
-        default="nvml",
+        default=DaemonSection().probe.value,
         help="nvml (default), torch, or host to record system RAM instead",
     )
     rec.add_argument("--duration", type=_positive, help="stop after this many seconds")
@@ -159,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            tenants=tuple(args.tenant),
             advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)
