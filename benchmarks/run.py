@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import advise_bench
 import daemon_bench
+import idle_bench
 import memory_bench
 import replay_bench
 
@@ -20,6 +21,7 @@ BENCHES = {
     "advise": advise_bench.main,
     "memory": memory_bench.main,
     "daemon": daemon_bench.main,
+    "idle": idle_bench.main,
 }
 
 

@@ -500,7 +500,7 @@ def test_output_to_a_file(tmp_path, spool):
         (["--probe", "trace"], 2, "--probe trace needs --trace FILE"),
         (["--inject-fault", "stt:fire:3"], 2, "expected MODEL:oom|cuda:COUNT"),
         (["--realtime"], 2, "--realtime needs --audio-file"),
-        (["--output", "file", "--audio-file", str(AUDIO / "pair.wav")], 1, "--output-file"),
+        (["--output", "file", "--audio-file", str(AUDIO / "pair.wav")], 2, "--output-file"),
         (
             [
                 "--probe",
