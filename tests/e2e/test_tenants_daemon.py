@@ -102,6 +102,9 @@ def test_both_tenants_are_asked_before_our_own_offload_and_no_word_is_lost(tmp_p
         f"co-tenant ollama at {ollama_url}, idle, asked 1x" in report
     )
     assert f"co-tenant comfyui at {comfy_url}, idle, asked 1x" in report
+    # The flight recorder, asks and all, replays.
+    replayed = run_command("swictation", "replay", str(tmp_path / "events.jsonl"), "--json")
+    assert replayed.code == 0, replayed.err
 
 
 def test_a_tenant_that_does_not_answer_is_skipped_and_reported(tmp_path):
