@@ -159,7 +159,11 @@ def test_emergency_mid_recording_loses_no_words(tmp_path, spool, serve_in_proces
     )
 
     def recorded(action: str) -> bool:
-        return events.exists() and f'"action":"{action}"' in events.read_text()
+        """The flight recorder holds `action` of the speech model."""
+        if not events.exists():
+            return False
+        lines = events.read_text().splitlines()
+        return any(f'"action":"{action}"' in line and '"model":"stt"' in line for line in lines)
 
     source = ThenSilenceUntil(
         FileAudioSource(str(AUDIO / "pair.wav"), True), lambda: recorded("restore"), 60.0
