@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import AudioBlock, AudioSource
 
-RATE = 16000
+RATE = SAMPLE_RATE
 BLOCK = 512  # 32 ms at 16 kHz: the block Silero VAD takes
 
 
@@ -31,6 +35,8 @@ def load_mono_16k(path: str | Path) -> Any:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioFileError(f"{path}: not a readable audio file ({error})") from None
+    if not np.isfinite(samples).all():
+        raise AudioFileError(f"{path}: not a readable audio file (NaN or Inf samples)")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if rate != RATE:
         mono = soxr.resample(mono, rate, RATE, quality="VHQ")
@@ -46,6 +52,7 @@ class FileAudioSource(AudioSource):
         self._realtime = realtime
         self._block = block
         self._closed = threading.Event()
+        self._next = 0  # a restarted capture goes on from here, never from the start
 
     @property
     def duration_s(self) -> float:
@@ -54,11 +61,12 @@ class FileAudioSource(AudioSource):
     def blocks(self) -> Iterator[AudioBlock]:
         import numpy as np
 
-        began = time.monotonic()
         samples = self._samples
-        for start in range(0, len(samples), self._block):
+        began = time.monotonic() - self._next / RATE
+        for start in range(self._next, len(samples), self._block):
             if self._closed.is_set():
                 return
+            self._next = start + self._block
             chunk = samples[start : start + self._block]
             if len(chunk) < self._block:
                 chunk = np.concatenate([chunk, np.zeros(self._block - len(chunk), np.float32)])
@@ -76,10 +84,26 @@ class FileAudioSource(AudioSource):
 
 
 def save_wav(path: str | Path, samples: Any, rate: int = RATE) -> None:
-    """Writes float32 mono as 16-bit WAV, atomically (a partial file never appears)."""
+    """Writes float32 mono as 16-bit WAV, atomically (a partial file never appears, and
+    none is left behind when the disk is full) and synced to disk."""
     import soundfile
 
     path = Path(path)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, subtype="PCM_16", format="WAV")
+    data = buffer.getvalue()
     partial = path.with_name(path.name + ".part")
-    soundfile.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
-    partial.replace(path)
+    try:
+        with partial.open("wb", buffering=0) as handle:
+            view = memoryview(data)
+            while view:
+                written = handle.write(view)
+                if not written:
+                    raise OSError(28, "No space left on device")
+                view = view[written:]
+            os.fsync(handle.fileno())
+        partial.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise

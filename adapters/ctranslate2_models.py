@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-MIB = 1024 * 1024
+from swictation.domain.model import MIB
 
 
 def _rss_mib() -> float:

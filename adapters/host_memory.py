@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.domain.model import MIB, MemorySample, ProbeUnavailable
 from swictation.ports import Clock, GpuProbe
-
-MIB = 1024 * 1024
 
 
 class HostMemoryProbe(GpuProbe):

@@ -18,11 +18,12 @@ from typing import Any
 
 import attrs
 
+from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import AudioBlock, AudioSource
 
 log = logging.getLogger("swictation.audio")
 
-RATE = 16000
+RATE = SAMPLE_RATE
 BLOCK = 512
 RING_S = 60.0  # how far the reader may fall behind before blocks are dropped
 RETRY_FIRST_S = 0.5
@@ -120,6 +121,12 @@ class MicrophoneSource(AudioSource):
         self.stats = CaptureStats()
         self._reported_lost = 0
         self._reported_at = 0.0
+        self._position = 0  # samples delivered: a restarted reader goes on from here
+
+    def describe(self) -> str:
+        return (
+            f"microphone {self.device_name} (16 kHz mono, {self._block * 1000 // RATE} ms blocks)"
+        )
 
     @property
     def device_name(self) -> str:
@@ -213,8 +220,13 @@ class MicrophoneSource(AudioSource):
             self._ring.maxsize * self._block / RATE,
         )
 
+    def _deliver(self, chunk: Any) -> AudioBlock:
+        block = AudioBlock(self._position / RATE, chunk, RATE)
+        self._position += len(chunk)
+        self.stats.captured_s = self._position / RATE
+        return block
+
     def blocks(self) -> Iterator[AudioBlock]:
-        position = 0
         try:
             stream = self._open()
         except Exception as error:
@@ -238,9 +250,7 @@ class MicrophoneSource(AudioSource):
                         log.info("listening on %s (16 kHz mono)", self.device_name)
                     last_block = time.monotonic()
                     self._report_lost_blocks()
-                    yield AudioBlock(position / RATE, chunk, RATE)
-                    position += len(chunk)
-                    self.stats.captured_s = position / RATE
+                    yield self._deliver(chunk)
                 self._shut(stream)
                 stream = None
                 if why is None:
@@ -253,15 +263,12 @@ class MicrophoneSource(AudioSource):
                 )
                 # What PortAudio handed over before the loss is delivered, never dropped.
                 while not self._ring.empty():
-                    chunk = self._ring.get_nowait()
-                    yield AudioBlock(position / RATE, chunk, RATE)
-                    position += len(chunk)
+                    yield self._deliver(self._ring.get_nowait())
                 stream = self._reopen()
                 first = True
         finally:
             if stream is not None:
                 self._shut(stream)
-            self.stats.captured_s = position / RATE
             self._report_lost_blocks(final=True)
             stats = self.stats
             log.info(

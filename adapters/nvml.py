@@ -7,10 +7,8 @@ import os
 import threading
 from typing import Any
 
-from swictation.domain.model import MemorySample, ProbeUnavailable, ProcessUsage
+from swictation.domain.model import MIB, MemorySample, ProbeUnavailable, ProcessUsage
 from swictation.ports import Clock, GpuProbe
-
-MIB = 1024 * 1024
 
 
 def describe_nvml_error(error: Exception) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import TextIO
 
 from swictation.ports import TextOutput
+
+log = logging.getLogger("swictation.output")
 
 
 class OutputError(RuntimeError):
@@ -35,8 +40,36 @@ class StdoutOutput(TextOutput):
 
     def emit(self, text: str) -> None:
         with self._lock:
-            self._stream.write(printable(text) + "\n")
-            self._stream.flush()
+            try:
+                self._stream.write(printable(text) + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._forget_buffer()
+                raise
+
+    def _forget_buffer(self) -> None:
+        """A closed pipe: what is buffered can never be written; the text waits upstream
+        instead, and the interpreter must not fail flushing it at exit."""
+        if self._stream is not sys.stdout:
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        # The same stdout (fd 1) goes on pointing at /dev/null: later text must not be
+        # counted as delivered.
+        self._stream = _Closed()
+
+
+class _Closed:
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("standard output is closed")
+
+    def flush(self) -> None:
+        return None
 
 
 class FileOutput(TextOutput):
@@ -45,15 +78,19 @@ class FileOutput(TextOutput):
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
         try:
-            self._file = self._path.open("a", encoding="utf-8")
+            self._file = self._path.open("ab", buffering=0)
         except OSError as error:
             raise OutputError(f"{path}: cannot append to it ({error.strerror})") from None
         self._lock = threading.Lock()
 
     def emit(self, text: str) -> None:
+        line = printable(text) + "\n"
         with self._lock:
-            self._file.write(printable(text) + "\n")
-            self._file.flush()
+            # One write of the whole line, unbuffered: a full disk fails the call (and the
+            # text waits to be retried), never half a line kept in a buffer for later.
+            written = os.write(self._file.fileno(), line.encode("utf-8"))
+            if written != len(line.encode("utf-8")):
+                raise OSError(28, "No space left on device (short write)")
 
     def close(self) -> None:
         self._file.close()
@@ -91,3 +128,24 @@ def wtype_output() -> TypingOutput:
 
 def xdotool_output() -> TypingOutput:
     return TypingOutput("xdotool", ("type", "--clearmodifiers", "--delay", "4", "--"))
+
+
+def default_undelivered_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "swictation" / "undelivered.txt"
+
+
+def append_undelivered(texts: list[str], path: Path | None = None) -> Path | None:
+    """Appends text that could not be typed, one utterance per line after a dated header;
+    returns the file, or None (the text then goes to the log) when it cannot be written."""
+    path = path or default_undelivered_path()
+    header = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: not delivered\n"
+    body = "".join(printable(t) + "\n" for t in texts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(header + body)
+    except OSError as error:
+        log.error("cannot keep undelivered text in %s (%s): %s", path, error.strerror, texts)
+        return None
+    return path

@@ -5,10 +5,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.domain.model import MIB, MemorySample, ProbeUnavailable
 from swictation.ports import CleanupResult, Clock, GpuProbe
-
-MIB = 1024 * 1024
 
 
 def _torch() -> Any:

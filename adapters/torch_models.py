@@ -6,8 +6,7 @@ import itertools
 from typing import Any
 
 from swictation.adapters.torch_cuda import cuda_available
-
-MIB = 1024 * 1024
+from swictation.domain.model import MIB
 
 
 def module_footprint_mib(module: Any) -> float:

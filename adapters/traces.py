@@ -51,6 +51,9 @@ class Trace:
     gpu: str = "0"
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
+    # (start, end) seconds from the trace start while speech was in flight, merged and in
+    # order: read from a flight recording's utterance events.
+    busy: tuple[tuple[float, float], ...] = ()
 
     def __len__(self) -> int:
         return len(self.times)
@@ -230,7 +233,7 @@ def _read_csv(
         return _csv_rows(path, reader, names, header, gpu, total_override)
 
 
-def _csv_rows(
+def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000 in a day at 10 Hz), kept inline with its fast path
     path: Path,
     reader: Any,
     names: list[str],
@@ -374,12 +377,19 @@ def _finish(
     chosen: str | None,
     gpus: list[str],
     models: tuple[tuple[str, float], ...],
+    busy: list[tuple[float, float]] | None = None,
 ) -> Trace:
     if asked is not None and gpus and asked not in gpus:
         raise TraceError(
             path, None, f"no GPU {asked} in this trace (it holds GPUs {', '.join(gpus)})"
         )
     start = times[0] if times else 0.0
+    merged: list[tuple[float, float]] = []
+    for begin, end in sorted(busy or ()):
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
     return Trace(
         str(path),
         fmt,
@@ -390,10 +400,11 @@ def _finish(
         chosen if chosen is not None else "0",
         tuple(gpus) or ("0",),
         models,
+        tuple((b - start, e - start) for b, e in merged),
     )
 
 
-def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Trace:
+def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Trace:  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in reading order
     times: list[float] = []
     used: list[float] = []
     total: list[float] = []
@@ -402,6 +413,8 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     gpus: list[str] = []
     chosen = gpu
     has_own = False
+    offset = 0.0
+    busy: list[tuple[float, float]] = []
     with path.open("r", encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -413,8 +426,16 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
+            if kind == "start":
+                # A flight recorder appended across daemon restarts: each run's times start
+                # again from 0, so the next run is laid after the last sample of the one before.
+                offset = times[-1] if times else 0.0
+                continue
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
+                continue
+            if kind == "utterance":
+                busy.append(_busy_span(path, number, record, offset))
                 continue
             if kind != "sample":
                 continue
@@ -427,7 +448,7 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
                 continue
             if "used_mib" not in record or ("total_mib" not in record and total_override is None):
                 raise TraceError(path, number, "a sample needs t, used_mib and total_mib (MiB)")
-            t = _number(path, number, record, "t")
+            t = _number(path, number, record, "t") + offset
             size = (
                 total_override
                 if total_override is not None
@@ -465,13 +486,27 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
         chosen,
         gpus,
         tuple(models.items()),
+        busy,
     )
+
+
+def _busy_span(
+    path: Path, line: int, record: dict[str, Any], offset: float = 0.0
+) -> tuple[float, float]:
+    """An utterance event's busy span, as the daemon's guard saw it: from the start of speech,
+    through the wait, to the end of its transcription."""
+    end = _number(path, line, record, "t") + offset
+    spoken = _number(path, line, record, "duration_s")
+    waited = _number(path, line, record, "latency_s")
+    return max(0.0, end - waited - spoken), end
 
 
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TraceError(path, line, f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise TraceError(path, line, f"{key} must be a finite number, got {value!r}")
     return float(value)
 
 

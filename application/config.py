@@ -1,113 +1,339 @@
-"""Configuration: TOML files checked key by key, with one-line errors that name the problem."""
+"""Configuration from one source: one attrs class per TOML section. Its fields, types and
+validators give the file's keys, the SWICTATION_* variables and the command-line choices.
+
+Adding a key is adding a field to its section class (and a line to examples/config.toml,
+which a test keeps complete). The [thresholds] and [guard] sections are the domain's own
+`Thresholds` and `Tuning` values, flattened into the section beside a preset and a policy.
+"""
 
 from __future__ import annotations
 
 import difflib
+import enum
+import logging
 import math
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
+from attrs import field, validators
 
 from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import PRESETS, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy, Policy
+from swictation.domain.segmenter import VadSettings
+
+log = logging.getLogger("swictation.config")
+
+ENV_PREFIX = "SWICTATION_"
+ENV_NOT_SETTINGS = frozenset({"SWICTATION_CONFIG"})
 
 
 class ConfigError(ValueError):
     """A configuration problem, worded for the user in one line."""
 
 
+# -- choices ---------------------------------------------------------------------------------
+
+
+class ProbeKind(enum.StrEnum):
+    NVML = "nvml"
+    TORCH = "torch"
+    TRACE = "trace"  # a recorded trace replayed as the GPU
+    HOST = "host"  # system RAM instead of a GPU
+    NONE = "none"
+
+
+class SttEngine(enum.StrEnum):
+    WHISPER = "whisper"
+    NEMO = "nemo"
+
+
+class Device(enum.StrEnum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
+class OutputKind(enum.StrEnum):
+    STDOUT = "stdout"
+    FILE = "file"
+    WTYPE = "wtype"
+    XDOTOOL = "xdotool"
+
+
+class PolicyName(enum.StrEnum):
+    DEFAULT = "default"
+    LEGACY = "legacy"
+
+
+def choices(kind: type[enum.StrEnum]) -> tuple[str, ...]:
+    """An enum's values, for argparse."""
+    return tuple(member.value for member in kind)
+
+
+def _between(low: float, high: float) -> Any:
+    return validators.and_(validators.ge(low), validators.le(high))
+
+
+# -- the sections ----------------------------------------------------------------------------
+
+_FLAT = "swictation.flat"  # metadata: this field's own fields are keys of the section itself
+
+
 @attrs.frozen
-class _Key:
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.kind is bool:
-            return "true or false"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"a number in [{low}, {high}]"
+class DaemonSection:
+    probe: ProbeKind = ProbeKind.NVML
+    gpu: str = "0"
+    trace: str | None = None
+    events: str | None = None
+    spool_dir: str | None = None
+    report_interval_s: float = field(default=60.0, validator=_between(1.0, 86400.0))
+    drain_timeout_s: float = field(default=10.0, validator=_between(0.0, 3600.0))
 
 
-_FRACTION = _Key(float, 0.0, 1.0)
-_SECONDS = _Key(float, 0.0, 86400.0)
-_MIB = _Key(float, 0.0, 1e7)
+@attrs.frozen
+class AudioSection:
+    device: str | None = None
 
-_TEXT = _Key(str)
 
-SCHEMA: dict[str, dict[str, _Key]] = {
-    "daemon": {
-        "probe": _Key(str, choices=("nvml", "torch", "trace", "host", "none")),
-        "gpu": _TEXT,
-        "trace": _TEXT,
-        "events": _TEXT,
-        "spool_dir": _TEXT,
-        "report_interval_s": _Key(float, 1.0, 86400.0),
-        "drain_timeout_s": _Key(float, 0.0, 3600.0),
-    },
-    "audio": {
-        "device": _TEXT,
-    },
-    "vad": {
-        "threshold": _Key(float, 0.05, 0.95),
-        "hysteresis": _Key(float, 0.0, 0.5),
-        "min_silence_s": _Key(float, 0.05, 10.0),
-        "speech_pad_s": _Key(float, 0.0, 2.0),
-        "min_speech_s": _Key(float, 0.0, 5.0),
-        "max_utterance_s": _Key(float, 2.0, 120.0),
-    },
-    "stt": {
-        "engine": _Key(str, choices=("whisper", "nemo")),
-        "model": _TEXT,
-        "device": _Key(str, choices=("auto", "cuda", "cpu")),
-        "language": _TEXT,
-        "beam_size": _Key(int, 1, 10),
-    },
-    "output": {
-        "kind": _Key(str, choices=("stdout", "file", "wtype", "xdotool")),
-        "file": _TEXT,
-    },
-    "control": {
-        "socket": _TEXT,
-    },
-    "thresholds": {
-        "preset": _Key(str, choices=tuple(PRESETS)),
-        "warning": _FRACTION,
-        "critical": _FRACTION,
-        "emergency": _FRACTION,
-        "shutdown": _FRACTION,
-        "warning_free_mib": _MIB,
-        "critical_free_mib": _MIB,
-        "emergency_free_mib": _MIB,
-        "margin": _Key(float, 0.0, 0.49),
-        "dwell_s": _SECONDS,
-        "interval_s": _Key(float, 0.01, 3600.0),
-        "min_interval_s": _Key(float, 0.01, 3600.0),
-    },
-    "guard": {
-        "policy": _Key(str, choices=("default", "legacy")),
-        "reapply_s": _Key(float, 0.01, 86400.0),
-        "shutdown_grace_s": _SECONDS,
-        "restore_backoff_s": _Key(float, 0.01, 86400.0),
-        "restore_backoff_max_s": _Key(float, 0.01, 86400.0),
-        "settle_s": _SECONDS,
-        "min_offload_mib": _MIB,
-        "transfer_mib_s": _Key(float, 1.0, 1e6),
-        "transfer_overhead_s": _Key(float, 0.0, 60.0),
-        "forecast_window_s": _Key(float, 0.1, 3600.0),
-        "forecast_safety": _Key(float, 1.0, 100.0),
-        "max_failures": _Key(int, 1, 1000),
-        "fallback_cooldown_s": _Key(float, 0.0, 1e7),
-    },
-}
+@attrs.frozen
+class SttSection:
+    engine: SttEngine = SttEngine.WHISPER
+    model: str | None = None
+    device: Device = Device.AUTO
+    language: str = "en"
+    beam_size: int = field(default=1, validator=_between(1, 10))
+
+
+@attrs.frozen
+class OutputSection:
+    kind: OutputKind = OutputKind.STDOUT
+    file: str | None = None
+
+
+@attrs.frozen
+class ControlSection:
+    socket: str | None = None
+
+
+def _preset_base(own: Mapping[str, Any]) -> Thresholds:
+    return PRESETS[own.get("preset", "default")]
+
+
+@attrs.frozen
+class ThresholdsSection:
+    """A preset, then each of the domain's `Thresholds` fields overriding it one by one."""
+
+    preset: str = field(default="default", validator=validators.in_(tuple(PRESETS)))
+    values: Thresholds = field(factory=Thresholds, metadata={_FLAT: _preset_base})
+
+
+@attrs.frozen
+class GuardSection:
+    """The policy, and the domain's `Tuning` fields."""
+
+    policy: PolicyName = PolicyName.DEFAULT
+    tuning: Tuning = field(factory=Tuning, metadata={_FLAT: lambda _own: Tuning()})
+
+
+@attrs.frozen
+class GuardConfig:
+    """What the guard needs: thresholds, pacing and the policy's name."""
+
+    thresholds: Thresholds = attrs.field(factory=Thresholds)
+    tuning: Tuning = attrs.field(factory=Tuning)
+    policy: PolicyName = PolicyName.DEFAULT
+
+    def make_policy(self, name: str | None = None) -> Policy:
+        """A fresh policy: `name` (default: the configured one); legacy ignores thresholds."""
+        if (name or self.policy) == PolicyName.LEGACY:
+            return LegacyPolicy()
+        return GuardPolicy(self.thresholds, self.tuning)
+
+
+@attrs.frozen
+class Settings:
+    """The whole configuration file, one attribute per section."""
+
+    daemon: DaemonSection = field(factory=DaemonSection)
+    audio: AudioSection = field(factory=AudioSection)
+    vad: VadSettings = field(factory=VadSettings)
+    stt: SttSection = field(factory=SttSection)
+    output: OutputSection = field(factory=OutputSection)
+    control: ControlSection = field(factory=ControlSection)
+    thresholds: ThresholdsSection = field(factory=ThresholdsSection)
+    guard: GuardSection = field(factory=GuardSection)
+
+    @property
+    def guard_config(self) -> GuardConfig:
+        return GuardConfig(self.thresholds.values, self.guard.tuning, self.guard.policy)
+
+
+# -- keys, derived from the classes ----------------------------------------------------------
+
+
+def _fields(cls: type) -> tuple[attrs.Attribute[Any], ...]:
+    attrs.resolve_types(cls)
+    return tuple(attrs.fields(cls))
+
+
+def _kind(attribute: attrs.Attribute[Any]) -> Any:
+    """A field's type (resolved by `_fields`)."""
+    return attribute.type
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its class."""
+    return {a.name: _kind(a) for a in _fields(Settings)}
+
+
+def section_keys(cls: type) -> dict[str, attrs.Attribute[Any]]:
+    """The keys a section accepts: its fields, with a flattened field's own fields in its place."""
+    keys: dict[str, attrs.Attribute[Any]] = {}
+    for attribute in _fields(cls):
+        if _FLAT in attribute.metadata:
+            keys.update(section_keys(_kind(attribute)))
+        else:
+            keys[attribute.name] = attribute
+    return keys
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """Every key's default, as a TOML file would hold it (None where there is none)."""
+    plain = converter.unstructure(Settings())
+    return {
+        section: {key: plain[section].get(key) for key in section_keys(cls)}
+        for section, cls in sections().items()
+    }
+
+
+def _plain_type(kind: Any) -> Any:
+    """`float | None` -> float."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        rest = [a for a in typing.get_args(kind) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else kind
+    return kind
+
+
+def _expected(attribute: attrs.Attribute[Any]) -> str:
+    """What a key accepts, in words."""
+    kind = _plain_type(attribute.type)
+    bounds = dict(_bounds(attribute.validator))
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        bounds["in"] = tuple(str(m.value) for m in kind)
+    words = {bool: "true or false", str: "a non-empty string"}
+    if "in" in bounds:
+        return "one of " + ", ".join(bounds["in"])
+    if kind in words:
+        return words[kind]
+    return _range("a whole number" if kind is int else "a number", bounds)
+
+
+def _range(noun: str, bounds: Mapping[str, Any]) -> str:
+    low_op = next((op for op in (">=", ">") if op in bounds), None)
+    high_op = next((op for op in ("<=", "<") if op in bounds), None)
+    if low_op and high_op:
+        left, right = ("[" if low_op == ">=" else "("), ("]" if high_op == "<=" else ")")
+        return f"{noun} in {left}{bounds[low_op]:g}, {bounds[high_op]:g}{right}"
+    for op in (low_op, high_op):
+        if op:
+            return f"{noun} {op} {bounds[op]:g}"
+    return noun
+
+
+def _bounds(validator: Any) -> Iterator[tuple[str, Any]]:
+    """(op, bound) of attrs' comparison validators, ("in", options) of `in_`."""
+    if validator is None:
+        return
+    if isinstance(validator, list | tuple):
+        for v in validator:
+            yield from _bounds(v)
+    elif hasattr(validator, "_validators"):
+        yield from _bounds(validator._validators)
+    elif hasattr(validator, "compare_op"):
+        yield validator.compare_op, validator.bound
+    elif hasattr(validator, "options"):
+        yield "in", tuple(validator.options)
+    elif hasattr(validator, "validator"):
+        yield from _bounds(validator.validator)
+    else:
+        yield "own", validator  # a function that words its own message
+
+
+# -- structuring (cattrs) --------------------------------------------------------------------
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def number(value: Any, _kind: type) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("not a number")
+        if not math.isfinite(value):
+            raise ValueError("not finite")
+        return float(value)
+
+    def whole(value: Any, kind: type) -> int:
+        number(value, kind)
+        if not float(value).is_integer():
+            raise ValueError("not a whole number")
+        return int(value)
+
+    def text(value: Any, _kind: type) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise TypeError("not a non-empty string")
+        return value
+
+    def truth(value: Any, _kind: type) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError("not true or false")
+        return value
+
+    conv.register_structure_hook(float, number)
+    conv.register_structure_hook(int, whole)
+    conv.register_structure_hook(str, text)
+    conv.register_structure_hook(bool, truth)
+    conv.register_structure_hook(enum.StrEnum, lambda value, kind: kind(value))
+
+    def has_flat(cls: Any) -> bool:
+        return attrs.has(cls) and any(_FLAT in a.metadata for a in attrs.fields(cls))
+
+    def structure_flat(table: Mapping[str, Any], cls: type) -> Any:
+        own: dict[str, Any] = {}
+        rest = dict(table)
+        for attribute in _fields(cls):
+            if _FLAT in attribute.metadata:
+                continue
+            if attribute.name in rest:
+                own[attribute.name] = conv.structure(rest.pop(attribute.name), _kind(attribute))
+        flat = next(a for a in _fields(cls) if _FLAT in a.metadata)
+        base = attrs.asdict(flat.metadata[_FLAT](own), recurse=False)
+        own[flat.name] = conv.structure({**base, **rest}, _kind(flat))
+        return cls(**own)
+
+    def unstructure_flat(value: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attribute in _fields(type(value)):
+            plain = conv.unstructure(getattr(value, attribute.name))
+            if _FLAT in attribute.metadata:
+                out.update(plain)
+            else:
+                out[attribute.name] = plain
+        return out
+
+    conv.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
+    conv.register_structure_hook_func(has_flat, structure_flat)
+    conv.register_unstructure_hook_func(has_flat, unstructure_flat)
+    return conv
+
+
+converter = _make_converter()
 
 
 def closest(name: str, known: list[str]) -> str:
@@ -115,75 +341,61 @@ def closest(name: str, known: list[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(known)})"
 
 
-def check_value(where: str, key: str, value: Any, spec: _Key) -> Any:
-    """Return `value` converted to the key's type, or raise a one-line ConfigError."""
-    bad = ConfigError(f"{where}: {key} = {value!r} is not allowed: expected {spec.describe()}")
-    if spec.choices:
-        if not isinstance(value, str) or value not in spec.choices:
-            raise bad
-        return value
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if spec.kind is str:
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(
-                f"{where}: {key} = {value!r} is not allowed: expected a non-empty string"
-            )
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad
-    if spec.kind is int and not float(value).is_integer():
-        raise bad
-    number = float(value)
-    if math.isnan(number):
-        raise bad
-    if (spec.low is not None and number < spec.low) or (
-        spec.high is not None and number > spec.high
-    ):
-        raise bad
-    return int(number) if spec.kind is int else number
+def _check_key(where: str, section: str, key: str, value: Any) -> Any:
+    """One key's value converted to its field's type and validated, or a one-line error."""
+    keys = section_keys(sections()[section])
+    if key not in keys:
+        raise ConfigError(f"{where}: unknown key {section}.{key}{closest(key, list(keys))}")
+    attribute = keys[key]
+    bad = f"{where}: {section}.{key} = {value!r} is not allowed"
+    try:
+        converted = converter.structure(value, _kind(attribute))
+    except (ValueError, TypeError, cattrs.BaseValidationError):
+        raise ConfigError(f"{bad}: expected {_expected(attribute)}") from None
+    try:
+        if attribute.validator is not None:
+            attribute.validator(None, attribute, converted)
+    except (ValueError, TypeError) as error:
+        # attrs' own validators say their range in _expected; a domain function says it itself.
+        known = all(op != "own" for op, _ in _bounds(attribute.validator))
+        reason = f"expected {_expected(attribute)}" if known else str(error)
+        raise ConfigError(f"{bad}: {reason}") from None
+    return value
 
 
-def check_section(where: str, section: str, table: Any) -> dict[str, Any]:
-    schema = SCHEMA[section]
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: [{section}] must be a table of keys")
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in schema:
-            raise ConfigError(f"{where}: unknown key {section}.{key}{closest(key, list(schema))}")
-        out[key] = check_value(where, f"{section}.{key}", value, schema[key])
+def check_sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Every section and key of one layer (a file, the flags) checked on its own."""
+    known = list(sections())
+    out: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in known:
+            raise ConfigError(f"{where}: unknown section [{section}]{closest(section, known)}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table of keys")
+        out[section] = {key: _check_key(where, section, key, v) for key, v in table.items()}
     return out
 
 
-@attrs.frozen
-class GuardConfig:
-    thresholds: Thresholds = attrs.field(factory=Thresholds)
-    tuning: Tuning = attrs.field(factory=Tuning)
-    policy: str = "default"
-
-    def make_policy(self, name: str | None = None) -> Policy:
-        """A fresh policy: `name` (default: the configured one); legacy ignores thresholds."""
-        if (name or self.policy) == "legacy":
-            return LegacyPolicy()
-        return GuardPolicy(self.thresholds, self.tuning)
-
-
-def build_guard_config(
-    sections: Mapping[str, Mapping[str, Any]], where: str = "configuration"
-) -> GuardConfig:
-    th = dict(check_section(where, "thresholds", sections.get("thresholds", {})))
-    guard = dict(check_section(where, "guard", sections.get("guard", {})))
-    base = PRESETS[th.pop("preset", "default")]
-    policy = guard.pop("policy", "default")
+def build_settings(layers: Mapping[str, Mapping[str, Any]], where: str) -> Settings:
+    """The merged layers structured into `Settings`; what one key cannot say (thresholds
+    that must rise) becomes one line naming `where`."""
     try:
-        thresholds = attrs.evolve(base, **th)
-        tuning = Tuning(**guard)
+        return converter.structure(layers, Settings)
+    except cattrs.BaseValidationError as error:
+        raise ConfigError(f"{where}: {_first_message(error)}") from None
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{where}: {error}") from None
-    return GuardConfig(thresholds, tuning, policy)
+
+
+def _first_message(error: BaseException) -> str:
+    if isinstance(error, cattrs.ForbiddenExtraKeysError):
+        return f"unknown keys {', '.join(sorted(error.extra_fields))}"
+    if isinstance(error, BaseExceptionGroup) and error.exceptions:
+        return _first_message(error.exceptions[0])
+    return str(error)
+
+
+# -- the layers: file, environment, command line --------------------------------------------
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -201,58 +413,49 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
 
 
-def load_guard_config(path: str | Path | None) -> GuardConfig:
-    if path is None:
-        return GuardConfig()
-    data = load_toml(path)
-    check_sections(data, str(path))
-    return build_guard_config(data, str(path))
+def _env_names() -> dict[str, tuple[str, str]]:
+    return {
+        f"{ENV_PREFIX}{section.upper()}_{key.upper()}": (section, key)
+        for section, cls in sections().items()
+        for key in section_keys(cls)
+    }
 
 
-def check_sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """Every section and key checked; returns the converted values."""
-    known = list(SCHEMA)
-    out: dict[str, dict[str, Any]] = {}
-    for section, table in data.items():
-        if section not in known:
-            raise ConfigError(f"{where}: unknown section [{section}]{closest(section, known)}")
-        out[section] = check_section(where, section, table)
-    return out
-
-
-ENV_PREFIX = "SWICTATION_"
+def _from_text(raw: str, attribute: attrs.Attribute[Any]) -> Any:
+    """An environment variable's text as the field's type would come from TOML."""
+    kind = _plain_type(attribute.type)
+    if kind in (int, float):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    return raw
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """SWICTATION_<SECTION>_<KEY>=value, e.g. SWICTATION_VAD_MIN_SILENCE_S=0.6."""
+    """SWICTATION_<SECTION>_<KEY>=value, e.g. SWICTATION_VAD_MIN_SILENCE_S=0.6. A variable
+    that names no key is a warning naming the closest one, and is ignored."""
+    names = _env_names()
     out: dict[str, dict[str, Any]] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in ("SWICTATION_CONFIG",):
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
             continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        where = f"environment {name}"
-        if section not in SCHEMA or not key:
-            raise ConfigError(
-                f"{where}: unknown setting (expected SWICTATION_<SECTION>_<KEY> with a section "
-                f"of {', '.join(SCHEMA)})"
-            )
-        spec = SCHEMA[section].get(key)
-        if spec is None:
-            raise ConfigError(
-                f"{where}: unknown key {section}.{key}{closest(key, list(SCHEMA[section]))}"
-            )
-        value: Any = raw
-        if spec.kind in (int, float):
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(
-                    f"{where}: {section}.{key} = {raw!r} is not allowed: expected {spec.describe()}"
-                ) from None
-        elif spec.kind is bool:
-            value = raw.lower() in ("1", "true", "yes", "on")
-        out.setdefault(section, {})[key] = check_value(where, f"{section}.{key}", value, spec)
+        if name not in names:
+            match = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]}?)" if match else ""
+            log.warning("environment %s: not a setting, ignored%s", name, hint)
+            continue
+        section, key = names[name]
+        attribute = section_keys(sections()[section])[key]
+        value = _from_text(raw, attribute)
+        _check_key(f"environment {name}", section, key, value)
+        out.setdefault(section, {})[key] = value
     return out
 
 
@@ -263,3 +466,90 @@ def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]
         for section, table in layer.items():
             out.setdefault(section, {}).update(table)
     return out
+
+
+def default_config_path(environ: Mapping[str, str]) -> str | None:
+    home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    default = Path(home) / "swictation" / "config.toml"
+    return str(default) if default.is_file() else None
+
+
+def load_settings(
+    config_path: str | None,
+    environ: Mapping[str, str],
+    command_line: Mapping[str, Mapping[str, Any]] | None = None,
+    default_file: bool = True,
+) -> Settings:
+    """The configuration file (the XDG one when none is given and `default_file`), then
+    SWICTATION_* variables, then the flags; each checked. One-line ConfigError otherwise."""
+    path = config_path
+    if path is None and default_file:
+        path = default_config_path(environ)
+    layers = []
+    where = "configuration"
+    if path is not None:
+        layers.append(check_sections(load_toml(path), path))
+        where = path
+    layers.append(env_overrides(environ))
+    layers.append(check_sections(command_line or {}, "command line"))
+    return build_settings(merge(*layers), where)
+
+
+def load_guard_config(path: str | Path | None) -> GuardConfig:
+    """The guard's part of a configuration file (every section is still checked)."""
+    if path is None:
+        return GuardConfig()
+    return load_settings(str(path), {}, default_file=False).guard_config
+
+
+# -- the daemon's settings -------------------------------------------------------------------
+
+
+class FaultKind(enum.StrEnum):
+    OOM = "oom"
+    CUDA = "cuda"
+
+
+@attrs.frozen
+class Fault:
+    """Rehearsal: the next `count` inferences of `model` raise a CUDA error of `kind`."""
+
+    model: str
+    kind: FaultKind
+    count: int
+
+
+def parse_fault(spec: str) -> Fault:
+    """'stt:oom:5' -> Fault('stt', OOM, 5); ConfigError otherwise."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[1] not in choices(FaultKind) or not parts[2].isdigit():
+        raise ConfigError(f"--inject-fault {spec}: expected MODEL:oom|cuda:COUNT, e.g. stt:oom:5")
+    return Fault(parts[0], FaultKind(parts[1]), int(parts[2]))
+
+
+@attrs.frozen
+class DaemonSettings:
+    """What the daemon runs with: the configuration, and what only the command line says."""
+
+    config: Settings = field(factory=Settings)
+    audio_file: str | None = None
+    realtime: bool = False
+    faults: tuple[Fault, ...] = ()
+
+
+def resolve_settings(
+    command_line: Mapping[str, Mapping[str, Any]],
+    config_path: str | None,
+    environ: Mapping[str, str],
+    audio_file: str | None = None,
+    realtime: bool = False,
+    faults: tuple[str, ...] = (),
+) -> DaemonSettings:
+    """The daemon's settings from every layer, and the checks between flags."""
+    config = load_settings(config_path, environ, command_line)
+    if config.daemon.probe == ProbeKind.TRACE and not config.daemon.trace:
+        raise ConfigError("--probe trace needs --trace FILE")
+    if realtime and not audio_file:
+        raise ConfigError("--realtime needs --audio-file")
+    parsed = tuple(parse_fault(spec) for spec in faults)
+    return DaemonSettings(config, audio_file, realtime, parsed)

@@ -1,9 +1,17 @@
-"""The composition root: the only module that knows both the adapters and the DI library."""
+"""The composition root: the only module that knows both the adapters and the DI library.
+
+One container builds the daemon, `swictation record`, and replay and the simulator: the
+validated settings feed `config`; selectors pick the probe, the model host, the recognizer,
+the VAD, the audio source and the output by a configuration key; resources (NVML, the flight
+recorder, the loaded models, the control server) start when the selected branch is first
+used and stop in `shutdown`. Tests swap any provider with `container.x.override(...)`.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -15,7 +23,7 @@ from swictation.adapters.control_socket import ControlServer, default_socket_pat
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer
 from swictation.adapters.host_memory import HostMemoryProbe
-from swictation.adapters.memory import InMemoryModelHost, NoProbe, ResidentModelsProbe
+from swictation.adapters.memory import FakeClock, InMemoryModelHost, NoProbe, ResidentModelsProbe
 from swictation.adapters.microphone import MicrophoneSource
 from swictation.adapters.model_host import RealModelHost
 from swictation.adapters.nvml import NvmlProbe
@@ -26,128 +34,110 @@ from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,
+    append_undelivered,
     wtype_output,
     xdotool_output,
 )
 from swictation.adapters.torch_cuda import TorchCudaProbe, cuda_available
 from swictation.adapters.torch_models import TorchResidency
+from swictation.adapters.trace_row import TraceRowProbe
+from swictation.adapters.trace_writer import TraceFileWriter
 from swictation.adapters.traces import TraceProbe, read_trace
-from swictation.application.services.daemon import DaemonSettings, parse_fault
+from swictation.application.config import (
+    DaemonSettings,
+    Fault,
+    GuardSection,
+    ProbeKind,
+    ThresholdsSection,
+    converter,
+)
+from swictation.application.entrypoints.presenters import status_line
+from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
+from swictation.application.services.simulation import (
+    ModelSpec,
+    SimulationReport,
+    SimulationRig,
+    run_simulation,
+)
+from swictation.application.services.stop import StopSignal
 from swictation.domain.legacy import LegacyPolicy
-from swictation.domain.model import Event, Thresholds, Tuning
-from swictation.domain.policy import GuardPolicy
+from swictation.domain.model import Event, ModelState, Thresholds, Tuning
+from swictation.domain.policy import GuardPolicy, Policy
 from swictation.domain.recovery import RecoveryTracker
+from swictation.domain.segmenter import VadSettings
+from swictation.ports import EventSink
 
 # transitions logs every state change at INFO; the guard logs what matters itself.
 logging.getLogger("transitions").setLevel(logging.WARNING)
 log = logging.getLogger("swictation")
 
 
-class Container(containers.DeclarativeContainer):
-    """The guard alone: for `swictation record`, tests and embedding."""
-
-    config = providers.Configuration()
-
-    clock = providers.Singleton(SystemClock)
-    thresholds = providers.Object(Thresholds())
-    tuning = providers.Object(Tuning())
-
-    events = providers.Selector(
-        config.events.kind.as_(str),
-        none=providers.Singleton(NullEventSink),
-        jsonl=providers.Singleton(JsonlEventSink, config.events.path),
-    )
-
-    # Singletons, not Resources: nothing starts until the selected branch is first used
-    # (init_resources() would start NVML even behind an unselected branch).
-    probe = providers.Selector(
-        config.probe.kind.as_(str),
-        none=providers.Singleton(NoProbe, clock),
-        nvml=providers.Singleton(NvmlProbe, clock, config.probe.gpu.as_(str)),
-        torch=providers.Singleton(TorchCudaProbe, clock, config.probe.gpu.as_(int)),
-        host=providers.Singleton(HostMemoryProbe, clock),
-    )
-
-    host = providers.Singleton(InMemoryModelHost, clock, tuning=tuning)
-
-    policy = providers.Selector(
-        config.policy.as_(str),
-        default=providers.Singleton(GuardPolicy, thresholds, tuning),
-        legacy=providers.Singleton(LegacyPolicy),
-    )
-
-    recovery = providers.Singleton(RecoveryTracker, tuning)
-
-    guard = providers.Singleton(
-        GuardService,
-        probe=probe,
-        host=host,
-        policy=policy,
-        events=events,
-        clock=clock,
-        recovery=recovery,
-    )
+# -- builders the providers call -------------------------------------------------------------
 
 
-def make_container(
-    probe: str = "none",
-    gpu: str = "0",
-    policy: str = "default",
-    events_path: str | None = None,
-    thresholds: Thresholds | None = None,
-    tuning: Tuning | None = None,
-) -> Container:
-    container = Container()
-    container.config.from_dict(
-        {
-            "probe": {"kind": probe, "gpu": gpu},
-            "policy": policy,
-            "events": {"kind": "jsonl" if events_path else "none", "path": events_path},
-        }
-    )
-    if thresholds is not None:
-        container.thresholds.override(providers.Object(thresholds))
-    if tuning is not None:
-        container.tuning.override(providers.Object(tuning))
-    return container
+def _thresholds(plain: dict[str, Any]) -> Thresholds:
+    return converter.structure(plain, ThresholdsSection).values
 
 
-# -- the daemon ------------------------------------------------------------------------------
+def _tuning(plain: dict[str, Any]) -> Tuning:
+    return converter.structure(plain, GuardSection).tuning
 
 
-def _device(settings: DaemonSettings) -> str:
-    if settings.stt_device == "auto":
+def _vad_settings(plain: dict[str, Any]) -> VadSettings:
+    return converter.structure(plain, VadSettings)
+
+
+def _jsonl_events(path: str) -> Iterator[JsonlEventSink]:
+    sink = JsonlEventSink(path, append=True)  # the flight recorder survives restarts
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def _nvml(clock: Any, gpu: str) -> Iterator[NvmlProbe]:
+    probe = NvmlProbe(clock, gpu)
+    try:
+        yield probe
+    finally:
+        probe.close()
+
+
+def _device(wanted: str) -> str:
+    if wanted == "auto":
         return "cuda" if cuda_available() else "cpu"
-    return settings.stt_device
+    return wanted
 
 
-def _stt_residency(settings: DaemonSettings) -> Any:
-    if settings.stt_engine == "nemo":
-        from swictation.adapters.nemo_stt import load_nemo
-
-        return TorchResidency(load_nemo(settings.stt_model, "cpu"))
-    from swictation.adapters.whisper_stt import whisper_residency
-
-    # A CTranslate2 model is built on its device; offloading is handled by its residency.
-    return whisper_residency(settings.stt_model, _device(settings))
-
-
-def _vad_residency() -> Any:
+def _silero_residency() -> Any:
     from swictation.adapters.silero import load_silero
 
     return TorchResidency(load_silero())
 
 
-def _loaded_host(
-    settings: DaemonSettings, vad: Any, stt: Any, events: Any, clock: Any, t0: float
-) -> RealModelHost:
+def _whisper_residency(model: str | None, device: str) -> Any:
+    from swictation.adapters.whisper_stt import whisper_residency
+
+    # A CTranslate2 model is built on its device; offloading is handled by its residency.
+    return whisper_residency(model, device)
+
+
+def _nemo_residency(model: str | None) -> Any:
+    from swictation.adapters.nemo_stt import load_nemo
+
+    return TorchResidency(load_nemo(model, "cpu"))
+
+
+def _loaded_models(
+    vad: Any, stt: Any, device: str, events: EventSink, clock: Any, t0: float
+) -> Iterator[RealModelHost]:
+    """The models loaded and placed; released (GPU memory given back) at shutdown."""
     host = RealModelHost()
     host.register("vad", vad)
     host.register("stt", stt)
-    device = _device(settings)
     if device == "cuda":
         for name in ("vad", "stt"):
             moved = host.move(name, "cuda")
@@ -163,164 +153,361 @@ def _loaded_host(
                 detail={"size_mib": round(model.size_mib, 1), "device": host.device(model.name)},
             )
         )
-    return host
+    try:
+        yield host
+    finally:
+        host.release_all()
 
 
-def _trace_probe(settings: DaemonSettings, clock: Any, host: Any) -> Any:
-    if not settings.trace:
+def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
+    return tuple(
+        ModelState(m["name"], m["size_mib"], offloadable=m.get("offloadable", True)) for m in models
+    )
+
+
+def _trace_probe(path: str | None, clock: Any, host: Any) -> Any:
+    if not path:
         raise ValueError("--probe trace needs --trace FILE")
-    trace = read_trace(settings.trace)
-    inner = TraceProbe(trace, clock)
+    inner = TraceProbe(read_trace(path), clock)
     if isinstance(host, SimulatedGpuHost):
         return ResidentModelsProbe(inner, host.simulated)
     return inner
 
 
-def _guard_host(settings: DaemonSettings, loaded: RealModelHost, clock: Any) -> Any:
-    if settings.probe == "trace":
-        return SimulatedGpuHost(loaded, clock, settings.guard.tuning)
-    return loaded
+def _whisper(host: Any, language: str, beam_size: int) -> Any:
+    from swictation.adapters.whisper_stt import WhisperRecognizer
+
+    return WhisperRecognizer(host, "stt", language, beam_size)
 
 
-def _recognizer(settings: DaemonSettings, host: Any) -> Any:
-    if settings.stt_engine == "nemo":
-        from swictation.adapters.nemo_stt import NemoRecognizer
+def _nemo(host: Any, language: str) -> Any:
+    from swictation.adapters.nemo_stt import NemoRecognizer
 
-        recognizer: Any = NemoRecognizer(host, "stt", settings.language)
-    else:
-        from swictation.adapters.whisper_stt import WhisperRecognizer
-
-        recognizer = WhisperRecognizer(host, "stt", settings.language, settings.beam_size)
-    for spec in settings.faults:
-        model, kind, count = parse_fault(spec)
-        if model == "stt":
-            recognizer = FaultyRecognizer(recognizer, host, model, kind, count)
-    return recognizer
+    return NemoRecognizer(host, "stt", language)
 
 
-def _vad(host: Any) -> Any:
+def _silero_detector(host: Any) -> Any:
     from swictation.adapters.silero import SileroVoiceDetector
 
     return SileroVoiceDetector(host, "vad")
 
 
-def _source(settings: DaemonSettings) -> Any:
-    if settings.audio_file:
-        return FileAudioSource(settings.audio_file, realtime=settings.realtime)
-    return MicrophoneSource(settings.audio_device)
+def _with_faults(recognizer: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
+    for plain in faults:
+        fault = converter.structure(plain, Fault)
+        if fault.model == "stt":
+            recognizer = FaultyRecognizer(recognizer, host, fault.model, fault.kind, fault.count)
+    return recognizer
 
 
-def _output(settings: DaemonSettings) -> Any:
-    if settings.output == "file":
-        if not settings.output_file:
-            raise OutputError("--output file needs --output-file PATH")
-        return FileOutput(settings.output_file)
-    if settings.output == "wtype":
-        return wtype_output()
-    if settings.output == "xdotool":
-        return xdotool_output()
-    return StdoutOutput()
+def _file_output(path: str | None) -> FileOutput:
+    if not path:
+        raise OutputError("--output file needs --output-file PATH")
+    return FileOutput(path)
 
 
-def _control(settings: DaemonSettings) -> Any:
-    if settings.audio_file and not settings.socket:
-        return None  # a file run is not a session to control unless asked
-    return settings.socket or str(default_socket_path())
+def _control_server(socket: str | None, handler: Any) -> Iterator[ControlServer]:
+    server = ControlServer(socket or str(default_socket_path()), handler)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
-class DaemonContainer(containers.DeclarativeContainer):
-    settings = providers.Dependency(instance_of=DaemonSettings)
-    start_time = providers.Singleton(time.monotonic)
-
-    clock = providers.Singleton(SystemClock)
-    events = providers.Singleton(
-        lambda s: JsonlEventSink(s.events) if s.events else NullEventSink(), settings
-    )
-    vad_residency = providers.Singleton(_vad_residency)
-    stt_residency = providers.Singleton(_stt_residency, settings)
-    models = providers.Singleton(
-        _loaded_host, settings, vad_residency, stt_residency, events, clock, start_time
-    )
-    host = providers.Singleton(_guard_host, settings, models, clock)
-    probe = providers.Selector(
-        providers.Callable(lambda s: s.probe, settings),
-        none=providers.Singleton(NoProbe, clock),
-        nvml=providers.Singleton(NvmlProbe, clock, providers.Callable(lambda s: s.gpu, settings)),
-        torch=providers.Singleton(
-            TorchCudaProbe, clock, providers.Callable(lambda s: int(s.gpu), settings)
-        ),
-        host=providers.Singleton(HostMemoryProbe, clock),
-        trace=providers.Singleton(_trace_probe, settings, clock, host),
-    )
-    tuning = providers.Callable(lambda s: s.guard.tuning, settings)
-    recovery = providers.Singleton(RecoveryTracker, tuning)
-    runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
-    pipeline = providers.Singleton(
-        DictationPipeline,
-        source=providers.Singleton(_source, settings),
-        vad=providers.Singleton(_vad, host),
-        stt=providers.Singleton(_recognizer, settings, host),
-        output=providers.Singleton(_output, settings),
-        runner=runner,
-        events=events,
-        spool=providers.Singleton(Spool, providers.Callable(lambda s: s.spool_dir, settings)),
-        settings=providers.Callable(lambda s: s.vad, settings),
-        device_of=providers.Callable(lambda h: h.device, host),
-        realtime=providers.Callable(lambda s: s.realtime, settings),
-        start_time=start_time,
-    )
-    guard = providers.Singleton(
-        GuardService,
-        probe=probe,
-        host=host,
-        policy=providers.Singleton(lambda s: s.guard.make_policy(), settings),
-        events=events,
-        clock=clock,
-        recovery=recovery,
-        busy=providers.Callable(lambda p: lambda: p.busy, pipeline),
-        start_time=start_time,
-    )
-    control_path = providers.Callable(_control, settings)
+def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
+    return lambda: pipeline.busy
 
 
-@attrs.define
+@attrs.frozen
 class DaemonParts:
     """What the daemon runs, built by the container."""
 
     pipeline: DictationPipeline
     guard: GuardService
-    events: Any
-    host: Any
-    control: ControlServer | None
+    events: EventSink
+    stop: StopSignal
     watchdog_s: float | None = None
+    present: Callable[[str, Mapping[str, Any]], str] = status_line
 
     def notify(self, state: str) -> None:
         notify(state)
 
-    def release(self) -> None:
-        releaser = getattr(self.host, "release_all", None)
-        if releaser is not None:
-            releaser()
 
-    def close(self) -> None:
-        self.guard.probe.close()
-        self.events.close()
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration()
+    # `config.run` holds what is not a configuration key: the mode (daemon, record, replay),
+    # the audio file, the selected host and source, the replay's models and start time.
+    settings = providers.Dependency(instance_of=DaemonSettings)
 
+    clock = providers.Selector(
+        config.run.clock,
+        system=providers.Singleton(SystemClock),
+        fake=providers.Singleton(FakeClock, config.run.start_s),
+    )
+    start_time = providers.Selector(
+        config.run.clock,
+        system=providers.Singleton(time.monotonic),
+        fake=providers.Callable(float, config.run.start_s),
+    )
+    stop = providers.Singleton(StopSignal)
 
-def build_daemon(settings: DaemonSettings) -> tuple[DaemonParts, Any]:
-    """Builds every part (loading the models); returns the parts and a binder that connects
-    the daemon's callbacks once it exists."""
-    container = DaemonContainer(settings=settings)
-    pipeline = container.pipeline()
-    guard = container.guard()
-    path = container.control_path()
-    parts = DaemonParts(
-        pipeline, guard, container.events(), container.host(), None, watchdog_interval_s()
+    event_log = providers.Resource(_jsonl_events, config.daemon.events)
+    events = providers.Selector(
+        config.run.events,
+        none=providers.Singleton(NullEventSink),
+        jsonl=event_log,
     )
 
-    def bind(daemon: Any) -> None:
-        guard.on_shutdown = daemon.on_shutdown
-        if path is not None:
-            parts.control = ControlServer(path, daemon.handle)
+    thresholds = providers.Singleton(_thresholds, config.thresholds)
+    tuning = providers.Singleton(_tuning, config.guard)
+    vad_settings = providers.Singleton(_vad_settings, config.vad)
 
-    return parts, bind
+    # -- models ------------------------------------------------------------------------------
+    device = providers.Singleton(_device, config.stt.device)
+    vad_model = providers.Selector(config.run.vad, silero=providers.Singleton(_silero_residency))
+    stt_model = providers.Selector(
+        config.stt.engine,
+        whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
+        nemo=providers.Singleton(_nemo_residency, config.stt.model),
+    )
+    models = providers.Resource(
+        _loaded_models, vad_model, stt_model, device, events, clock, start_time
+    )
+    host = providers.Selector(
+        config.run.host,
+        real=models,
+        # Without a GPU, `--probe trace` rehearses residency as replay does.
+        simulated=providers.Singleton(SimulatedGpuHost, models, clock, tuning),
+        memory=providers.Singleton(
+            InMemoryModelHost,
+            clock,
+            providers.Callable(_model_states, config.run.models),
+            tuning,
+        ),
+    )
+
+    # -- the guard ---------------------------------------------------------------------------
+    nvml = providers.Resource(_nvml, clock, config.daemon.gpu)
+    trace_row = providers.Singleton(TraceRowProbe, clock)
+    probe = providers.Selector(
+        config.daemon.probe,
+        none=providers.Singleton(NoProbe, clock),
+        nvml=nvml,
+        torch=providers.Singleton(TorchCudaProbe, clock, config.daemon.gpu.as_int()),
+        host=providers.Singleton(HostMemoryProbe, clock),
+        trace=providers.Singleton(_trace_probe, config.daemon.trace, clock, host),
+        replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
+    )
+    policy = providers.Selector(
+        config.guard.policy,
+        default=providers.Singleton(GuardPolicy, thresholds, tuning),
+        legacy=providers.Singleton(LegacyPolicy),
+    )
+    recovery = providers.Singleton(RecoveryTracker, tuning)
+
+    # -- dictation ---------------------------------------------------------------------------
+    source = providers.Selector(
+        config.run.source,
+        file=providers.Singleton(
+            FileAudioSource, config.run.audio_file, realtime=config.run.realtime
+        ),
+        microphone=providers.Singleton(MicrophoneSource, config.audio.device),
+    )
+    vad = providers.Selector(config.run.vad, silero=providers.Singleton(_silero_detector, host))
+    recognizer = providers.Selector(
+        config.stt.engine,
+        whisper=providers.Singleton(_whisper, host, config.stt.language, config.stt.beam_size),
+        nemo=providers.Singleton(_nemo, host, config.stt.language),
+    )
+    stt = providers.Singleton(_with_faults, recognizer, host, config.run.faults)
+    output = providers.Selector(
+        config.output.kind,
+        stdout=providers.Singleton(StdoutOutput),
+        file=providers.Singleton(_file_output, config.output.file),
+        wtype=providers.Singleton(wtype_output),
+        xdotool=providers.Singleton(xdotool_output),
+    )
+    runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
+    pipeline = providers.Singleton(
+        DictationPipeline,
+        source=source,
+        vad=vad,
+        stt=stt,
+        output=output,
+        runner=runner,
+        events=events,
+        spool=providers.Singleton(Spool, config.daemon.spool_dir),
+        settings=vad_settings,
+        realtime=config.run.realtime,
+        start_time=start_time,
+        keep_undelivered=providers.Object(append_undelivered),
+    )
+    busy = providers.Selector(
+        config.run.mode,
+        daemon=providers.Singleton(_busy_of, pipeline),
+        record=providers.Object(None),
+        replay=providers.Object(None),
+    )
+
+    guard = providers.Singleton(
+        GuardService,
+        probe=probe,
+        host=host,
+        policy=policy,
+        events=events,
+        clock=clock,
+        recovery=recovery,
+        busy=busy,
+        on_shutdown=stop.provided.shutdown,
+        record_samples=config.run.record_samples,
+        start_time=start_time,
+    )
+
+    daemon = providers.Singleton(
+        Daemon,
+        settings,
+        providers.Singleton(
+            DaemonParts,
+            pipeline,
+            guard,
+            events,
+            stop,
+            providers.Callable(watchdog_interval_s),
+        ),
+    )
+    control_server = providers.Resource(
+        _control_server, config.control.socket, daemon.provided.handle
+    )
+    control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
+
+    simulation = providers.Singleton(
+        SimulationRig, clock=clock, row=trace_row, host=host, guard=guard
+    )
+    trace_writer = providers.Singleton(
+        TraceFileWriter, config.run.out, config.run.csv, config.daemon.gpu
+    )
+
+
+_RESOURCES_IN_STOP_ORDER = ("control_server", "models", "event_log", "nvml")
+
+
+def shutdown(container: Container) -> None:
+    """Stops the resources that were started, in order: nothing is answered once the
+    models are gone, and the flight recorder is closed last but for the probe."""
+    for name in _RESOURCES_IN_STOP_ORDER:
+        getattr(container, name).shutdown()
+
+
+def _run(mode: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "clock": "system",
+        "start_s": 0.0,
+        "events": "none",
+        "host": "memory",
+        "models": [],
+        "source": "microphone",
+        "vad": "silero",
+        "audio_file": None,
+        "realtime": False,
+        "faults": [],
+        "control": "off",
+        "record_samples": True,
+        "out": None,
+        "csv": None,
+        **overrides,
+    }
+
+
+def daemon_container(settings: DaemonSettings) -> Container:
+    """The daemon's container: nothing is built or started until asked for."""
+    daemon = settings.config.daemon
+    plain = converter.unstructure(settings.config)
+    socket = settings.config.control.socket
+    plain["run"] = _run(
+        "daemon",
+        events="jsonl" if daemon.events else "none",
+        host="simulated" if daemon.probe == ProbeKind.TRACE else "real",
+        source="file" if settings.audio_file else "microphone",
+        audio_file=settings.audio_file,
+        realtime=settings.realtime,
+        faults=[converter.unstructure(f) for f in settings.faults],
+        # A file run is not a session to control unless a socket is asked for.
+        control="off" if settings.audio_file and not socket else "on",
+    )
+    container = Container(settings=settings)
+    container.config.from_dict(plain)
+    return container
+
+
+def make_container(
+    probe: str = "none",
+    gpu: str = "0",
+    policy: str = "default",
+    events_path: str | None = None,
+    thresholds: Thresholds | None = None,
+    tuning: Tuning | None = None,
+    out: str | None = None,
+    csv: str | None = None,
+) -> Container:
+    """The guard alone (for `swictation record` with its trace files in `out` and `csv`,
+    tests and embedding), on the wall clock."""
+    plain = converter.unstructure(DaemonSettings().config)
+    plain["daemon"].update(probe=probe, gpu=gpu, events=events_path)
+    plain["guard"]["policy"] = policy
+    plain["run"] = _run("record", events="jsonl" if events_path else "none", out=out, csv=csv)
+    container = Container()
+    container.config.from_dict(plain)
+    if thresholds is not None:
+        container.thresholds.override(providers.Object(thresholds))
+    if tuning is not None:
+        container.tuning.override(providers.Object(tuning))
+    return container
+
+
+def replay_container(start_s: float, models: Sequence[ModelSpec] = ()) -> Container:
+    """The container with the replayed trace row as the probe, the models in memory as the
+    host, and a fake clock from `start_s`."""
+    plain = converter.unstructure(DaemonSettings().config)
+    plain["daemon"]["probe"] = "replay"
+    plain["run"] = _run(
+        "replay",
+        clock="fake",
+        start_s=start_s,
+        models=[attrs.asdict(m) for m in models],
+        record_samples=False,
+    )
+    container = Container()
+    container.config.from_dict(plain)
+    return container
+
+
+def simulate(
+    times: Sequence[float],
+    used_mib: Sequence[float],
+    total_mib: Sequence[float],
+    policy: Policy,
+    models: Sequence[ModelSpec] = (),
+    tuning: Tuning | None = None,
+    own_mib: Sequence[float | None] | None = None,
+    busy: Callable[[float], bool] | None = None,
+    events: EventSink | None = None,
+    progress: Callable[[int], None] | None = None,
+    series_points: int = 0,
+) -> SimulationReport:
+    """Replay and the policy tests: `policy` run by the replay container over a trace."""
+    if len(times) == 0:
+        raise ValueError("nothing to simulate: no samples")
+    container = replay_container(float(times[0]), models)
+    container.policy.override(providers.Object(policy))
+    if tuning is not None:
+        container.tuning.override(providers.Object(tuning))
+    if events is not None:
+        container.events.override(providers.Object(events))
+    if busy is not None:
+        clock = container.clock()
+        container.busy.override(providers.Object(lambda: busy(clock.now())))
+    return run_simulation(
+        container.simulation(), times, used_mib, total_mib, own_mib, progress, series_points
+    )

@@ -33,6 +33,19 @@ class GrowthForecast:
         cov = sum((p[0] - mean_t) * (p[1] - mean_u) for p in points)
         return cov / var
 
+    def sustained_slope_mib_s(self, slope: float | None = None) -> float | None:
+        """The fitted slope when growth is sustained, else None: each of the last two steps
+        must rise by at least a quarter of what the fit predicts for it, so a single step
+        followed by a flat run is not a ramp."""
+        slope = self.slope_mib_s() if slope is None else slope
+        points = self._points
+        if slope is None or slope <= 0 or len(points) < 3:
+            return None
+        (t0, u0), (t1, u1), (t2, u2) = points[-3], points[-2], points[-1]
+        if u1 - u0 < 0.25 * slope * (t1 - t0) or u2 - u1 < 0.25 * slope * (t2 - t1):
+            return None
+        return slope
+
 
 def time_to_exhaustion_s(free_mib: float, slope_mib_s: float | None) -> float | None:
     """Seconds until `free_mib` is used up at the fitted rate; None when not growing."""

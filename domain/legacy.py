@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from swictation.domain.levels import LEGACY_TABLE
 from swictation.domain.machine import PressureMachine
 from swictation.domain.model import (
     Action,
@@ -38,7 +39,7 @@ class LegacyPolicy:
 
     def __init__(self, thresholds: Thresholds = LEGACY_THRESHOLDS) -> None:
         self.thresholds = thresholds
-        self._machine = PressureMachine()
+        self._machine = PressureMachine(LEGACY_TABLE)
         self._offloaded: set[str] = set()
         self._check_after_offload = False
 
@@ -73,18 +74,17 @@ class LegacyPolicy:
         level = self.thresholds.level_of(sample.used_mib, sample.total_mib)
         if not self._machine.move_to(level):
             return Decision(sample.t, previous, previous, (), interval, usage)
+        rule = self._machine.rule
         actions: list[Action] = []
-        if level is Level.WARNING:
-            actions.append(Action(ActionKind.COLLECT_GARBAGE, reason="entered WARNING"))
-        elif level is Level.CRITICAL:
-            actions.append(Action(ActionKind.AGGRESSIVE_CLEANUP, reason="entered CRITICAL"))
-        elif level is Level.EMERGENCY:
+        if rule.cleanup is not None:
+            actions.append(Action(rule.cleanup, reason=f"entered {level.name}"))
+        if rule.offload_to_target:
             for model in observation.models:
                 if model.placement is Placement.GPU:
                     self._offloaded.add(model.name)
                     actions.append(Action(ActionKind.OFFLOAD, model.name, "entered EMERGENCY"))
             self._check_after_offload = True
-        elif usage <= LEGACY_RESTORE_AT:
+        if rule.restores and usage <= LEGACY_RESTORE_AT:
             for model in observation.models:
                 if model.name in self._offloaded and model.placement is Placement.CPU:
                     actions.append(Action(ActionKind.RESTORE, model.name, "back to NORMAL"))

@@ -1,4 +1,5 @@
-"""The pressure state machine: five levels on `transitions`, SHUTDOWN final."""
+"""The pressure state machine: five levels on `transitions`, SHUTDOWN final, reading the
+level table on entering a level and while it lasts."""
 
 from __future__ import annotations
 
@@ -7,35 +8,50 @@ from typing import Any
 
 from transitions import EventData, Machine
 
-from swictation.domain.model import Level
+from swictation.domain.levels import LevelRule, LevelTable, level_table
+from swictation.domain.model import Action, Level
 
 _LIVE = [level.name for level in Level if level is not Level.SHUTDOWN]
+_GRADED = [Level.WARNING, Level.CRITICAL, Level.EMERGENCY]
 
 
 class PressureMachine:
-    """Holds the current level; moves only through declared transitions.
+    """Holds the current level; moves only through its named triggers.
 
-    The level is computed arithmetically by the policy; `move_to` fires the single trigger
-    only when the target differs, so a steady level costs no trigger at all.
+    `escalate` goes up to any higher live level at once, `relax` goes down one level,
+    `give_up` goes from EMERGENCY to the final SHUTDOWN. The level is computed arithmetically
+    by the policy and `move_to` fires triggers only when the target differs, so a steady
+    level costs no trigger at all.
     """
 
-    # Both are set on the instance by transitions.Machine.
+    # Set on the instance by transitions.Machine.
     state: str
     trigger: Callable[..., bool]
 
-    def __init__(self, initial: Level = Level.NORMAL) -> None:
-        # The most severe destination is listed first: the first passing condition wins.
+    def __init__(self, table: LevelTable | None = None, initial: Level = Level.NORMAL) -> None:
+        self.table: LevelTable = table or level_table()
+        self._entered = True
+        self._last_applied: float | None = None
         transitions: list[dict[str, Any]] = [
+            # The most severe destination is listed first: the first passing condition wins.
             {
-                "trigger": "change",
-                "source": _LIVE,
+                "trigger": "escalate",
+                "source": [lv.name for lv in Level if lv < level],
                 "dest": level.name,
                 "conditions": [self._is_requested],
             }
-            for level in sorted(Level, reverse=True)
+            for level in sorted(_GRADED, reverse=True)
         ]
-        # Anything else (SHUTDOWN asked to leave, a no-op) is an internal no-op transition.
-        transitions.append({"trigger": "change", "source": "*", "dest": None})
+        transitions += [
+            {"trigger": "relax", "source": level.name, "dest": Level(level - 1).name}
+            for level in _GRADED
+        ]
+        transitions.append(
+            {"trigger": "give_up", "source": Level.EMERGENCY.name, "dest": Level.SHUTDOWN.name}
+        )
+        for trigger in ("escalate", "relax", "give_up"):
+            # Anything else (SHUTDOWN asked to leave, NORMAL to relax) changes nothing.
+            transitions.append({"trigger": trigger, "source": "*", "dest": None})
         self._machine = Machine(
             model=self,
             states=[*_LIVE, {"name": Level.SHUTDOWN.name, "final": True}],
@@ -43,19 +59,60 @@ class PressureMachine:
             initial=initial.name,
             auto_transitions=False,
             send_event=True,
+            after_state_change=[self._on_enter],
         )
 
     @property
     def level(self) -> Level:
         return Level[self.state]
 
+    @property
+    def rule(self) -> LevelRule:
+        return self.table[self.level]
+
     def move_to(self, target: Level) -> bool:
-        """Move to `target` if allowed; returns whether the level changed."""
-        if target is self.level:
+        """Move to `target` through the allowed triggers; returns whether the level changed."""
+        before = self.level
+        if target is before:
             return False
-        before = self.state
-        self.trigger("change", target=target)
-        return self.state != before
+        if target > before:
+            self.trigger("escalate", target=min(target, Level.EMERGENCY))
+            if target is Level.SHUTDOWN:
+                self.trigger("give_up")
+        else:
+            while self.level > target:
+                current = self.level
+                self.trigger("relax")
+                if self.level is current:
+                    break
+        return self.level is not before
+
+    def due_cleanup(self, t: float) -> Action | None:
+        """The level's cleanup, when entering it or when its re-apply cadence has come round."""
+        rule = self.rule
+        if rule.cleanup is None:
+            self._entered = False
+            return None
+        entered = self._entered
+        self._entered = False
+        if not entered:
+            if rule.reapply_s is None or self._last_applied is None:
+                return None
+            if t - self._last_applied < rule.reapply_s:
+                return None
+        self._last_applied = t
+        why = "entered" if entered else "still"
+        return Action(rule.cleanup, reason=f"{why} {self.level.name}")
+
+    def _on_enter(self, event: EventData) -> None:
+        # A cleanup is due on entering a higher level; stepping down re-applies on cadence.
+        transition = event.transition
+        if transition is None or transition.dest is None:
+            return  # an internal transition: nothing entered
+        if Level[transition.dest] > Level[transition.source]:
+            self._entered = True
+        elif self.rule.cleanup is None:
+            self._last_applied = None
 
     def _is_requested(self, event: EventData) -> bool:
         transition = event.transition

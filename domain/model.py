@@ -147,9 +147,14 @@ class Thresholds:
             return False
         return floor <= 0 or (total_mib - used_mib) > floor + slack
 
-    def restore_room(self, used_mib: float, total_mib: float) -> bool:
-        """True when a reading (with the model counted) leaves WARNING's margin free."""
-        return self.is_clear_of(Level.WARNING, used_mib, total_mib)
+    def restore_room(self, used_mib: float, total_mib: float, working_mib: float = 0.0) -> bool:
+        """True when a reading with the model back (`used_mib` counts it) stays below the
+        offload point (EMERGENCY) by the margin and leaves the free-memory floor plus the
+        model's working memory free."""
+        if used_mib >= (self.emergency - self.margin) * total_mib:
+            return False
+        free = total_mib - used_mib
+        return free - working_mib > self.emergency_free_mib + self.margin * total_mib
 
 
 PRESETS: Mapping[str, Thresholds] = {
@@ -177,6 +182,7 @@ class Tuning:
     fallback_cooldown_s: float | None = field(
         default=None, validator=validators.optional(_positive)
     )
+    restore_wait_s: float = field(default=5.0, validator=_non_negative)
 
     def transfer_s(self, size_mib: float) -> float:
         return self.transfer_overhead_s + size_mib / self.transfer_mib_s
@@ -202,7 +208,8 @@ class ModelState:
     size_mib: float = field(validator=_non_negative)
     placement: Placement = Placement.GPU
     offloadable: bool = True
-    pinned_cpu: bool = False
+    # Activations and buffers the model needs beyond its weights while it runs.
+    working_mib: float = field(default=0.0, validator=_non_negative)
 
 
 class ActionKind(enum.Enum):
@@ -223,11 +230,14 @@ class Action:
 
 @attrs.frozen
 class Observation:
-    """Everything one guard step sees: the device, the models, and whether speech is in flight."""
+    """Everything one guard step sees: the device, the models, whether speech is in flight,
+    and the models that fell back to the CPU or that the operator reset since the last step."""
 
     sample: MemorySample | ProbeUnavailable
     models: tuple[ModelState, ...] = ()
     busy: bool = False
+    fallbacks: tuple[str, ...] = ()
+    resets: tuple[str, ...] = ()
 
     @property
     def t(self) -> float:
@@ -245,6 +255,8 @@ class Decision:
     next_poll_s: float = 2.0
     usage: float | None = None
     time_to_exhaustion_s: float | None = None
+    # (model, residency state) after this step, for status and tests.
+    residency: tuple[tuple[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:

@@ -1,5 +1,6 @@
-"""The default guard policy: hysteresis, cadence, adaptive polling, forecast, minimal offload,
-safe restore and an orderly SHUTDOWN."""
+"""The default guard policy: the pressure machine and one residency machine per model,
+composed into decisions (hysteresis, cadence, adaptive polling, forecast, minimal offload,
+safe restore, CPU pinning and an orderly SHUTDOWN)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from swictation.domain.forecast import GrowthForecast, time_to_exhaustion_s
+from swictation.domain.levels import level_table
 from swictation.domain.machine import PressureMachine
 from swictation.domain.model import (
     Action,
@@ -23,6 +25,7 @@ from swictation.domain.model import (
     Thresholds,
     Tuning,
 )
+from swictation.domain.residency import ModelResidency, Residency
 
 _GRADED = (Level.WARNING, Level.CRITICAL, Level.EMERGENCY)
 _EXHAUSTIVE_UP_TO = 10
@@ -76,31 +79,34 @@ class GuardPolicy:
     def __init__(self, thresholds: Thresholds | None = None, tuning: Tuning | None = None):
         self.thresholds = thresholds or Thresholds()
         self.tuning = tuning or Tuning()
-        self._machine = PressureMachine()
+        self._machine = PressureMachine(level_table(self.tuning))
         self._forecast = GrowthForecast(self.tuning.forecast_window_s)
         self._clear_since: dict[Level, float | None] = dict.fromkeys(_GRADED)
-        self._last_applied: float | None = None
         self._shutdown_since: float | None = None
-        self._offloaded: set[str] = set()
-        self._restore_ok_since: dict[str, float] = {}
-        self._restored_at: dict[str, float] = {}
-        self._backoff_steps: dict[str, int] = {}
-        self._backoff_until: dict[str, float] = {}
+        self.residency: dict[str, ModelResidency] = {}
 
     @property
     def level(self) -> Level:
         return self._machine.level
 
+    def residency_of(self, name: str) -> Residency | None:
+        machine = self.residency.get(name)
+        return None if machine is None else machine.residency
+
     def observe(self, observation: Observation) -> Decision:
         sample = observation.sample
         previous = self._machine.level
+        t = sample.t
+        self._take_notices(observation, t)
         if isinstance(sample, ProbeUnavailable) or previous is Level.SHUTDOWN:
             # Unknown is not calm: keep the level and look again soon.
             return Decision(
-                sample.t, previous, previous, (), next_poll_s=self.thresholds.interval_s
+                t, previous, previous, (), self.thresholds.interval_s, residency=self._snapshot()
             )
         models = observation.models
-        t, used, total = sample.t, sample.used_mib, sample.total_mib
+        used, total = sample.used_mib, sample.total_mib
+        for model in models:
+            self._machine_of(model).follow(model.placement, t)
         resident_mib = sum(m.size_mib for m in models if m.placement.holds_gpu)
         self._forecast.add(
             t, used - resident_mib if sample.own_mib is None else used - sample.own_mib
@@ -109,40 +115,73 @@ class GuardPolicy:
         leaving_mib = sum(m.size_mib for m in in_flight if m.placement is Placement.TO_CPU)
         offloadable = self._offload_candidates(models)
 
-        target = self._target_level(sample, previous, offloadable, in_flight)
-        self._machine.move_to(target)
+        self._machine.move_to(self._target_level(sample, previous, offloadable, in_flight))
         level = self._machine.level
-        self._watch_restores(level, models, t)
-        self._track_restore_room(models, used, total, t)
+        for model in models:
+            machine = self.residency[model.name]
+            machine.watch(level >= Level.EMERGENCY, t)
+            machine.watch_room(
+                self.thresholds.restore_room(used + model.size_mib, total, model.working_mib), t
+            )
 
-        actions: list[Action] = []
         slope = self._forecast.slope_mib_s()
         tte = time_to_exhaustion_s(total - used, slope)
         if level is Level.SHUTDOWN:
-            actions.append(
-                Action(
-                    ActionKind.SHUTDOWN,
-                    reason=f"usage {sample.usage:.1%} >= {self.thresholds.shutdown:.0%} "
-                    "with nothing left to offload",
-                )
+            action = Action(
+                ActionKind.SHUTDOWN,
+                reason=f"usage {sample.usage:.1%} >= {self.thresholds.shutdown:.0%} "
+                "with nothing left to offload",
             )
             return Decision(
                 t,
                 level,
                 previous,
-                tuple(actions),
+                (action,),
                 self.thresholds.min_interval_s,
                 sample.usage,
                 tte,
+                self._snapshot(),
             )
-        actions.extend(self._cleanup(level, previous, t))
+        actions: list[Action] = []
+        cleanup = self._machine.due_cleanup(t)
+        if cleanup is not None:
+            actions.append(cleanup)
         interval = self._interval(sample, tte, bool(in_flight))
-        actions.extend(
-            self._offloads(level, sample, used - leaving_mib, offloadable, slope, interval)
+        growth = self._forecast.sustained_slope_mib_s(slope)
+        actions.extend(self._offloads(sample, used - leaving_mib, offloadable, growth, interval, t))
+        waiting = False
+        if self._machine.rule.restores and not in_flight:
+            restores, waiting = self._restore(models, sample, slope or 0.0, observation.busy)
+            actions.extend(restores)
+        if waiting:
+            # A restore is due but speech is in flight: look for the next gap often.
+            interval = self.thresholds.min_interval_s
+        return Decision(
+            t, level, previous, tuple(actions), interval, sample.usage, tte, self._snapshot()
         )
-        if level is Level.NORMAL and not observation.busy and not in_flight:
-            actions.extend(self._restore(models, sample, slope or 0.0))
-        return Decision(t, level, previous, tuple(actions), interval, sample.usage, tte)
+
+    # -- residency ----------------------------------------------------------------------
+
+    def _machine_of(self, model: ModelState) -> ModelResidency:
+        machine = self.residency.get(model.name)
+        if machine is None:
+            initial = Residency.CPU_ONLY if model.placement is Placement.CPU else Residency.ON_GPU
+            machine = ModelResidency(model.name, self.tuning, self.thresholds.dwell_s, initial)
+            self.residency[model.name] = machine
+        return machine
+
+    def _take_notices(self, observation: Observation, t: float) -> None:
+        placements = {m.name: m.placement for m in observation.models}
+        for name in observation.resets:
+            machine = self.residency.get(name)
+            if machine is not None:
+                machine.fire("reset", t)
+        for name in observation.fallbacks:
+            placement = placements.get(name, Placement.CPU)
+            self._machine_of(ModelState(name, 0.0, placement)).fire("pin", t)
+
+    def _snapshot(self) -> tuple[tuple[str, str], ...]:
+        return tuple((name, m.state) for name, m in self.residency.items())
 
     # -- levels -------------------------------------------------------------------------
 
@@ -183,7 +222,7 @@ class GuardPolicy:
 
     def _interval(self, sample: MemorySample, tte: float | None, moving: bool) -> float:
         """Poll faster as headroom shrinks: geometric from `interval_s` at WARNING's exit
-        point down to `min_interval_s` at EMERGENCY."""
+        point down to `min_interval_s` at EMERGENCY, capped by the level's poll ceiling."""
         th = self.thresholds
         start = th.warning - th.margin
         pressure = (sample.usage - start) / (th.emergency - start)
@@ -193,6 +232,9 @@ class GuardPolicy:
             pressure = max(pressure, by_floor)
         pressure = min(1.0, max(0.0, pressure))
         interval: float = th.interval_s * (th.min_interval_s / th.interval_s) ** pressure
+        ceiling = self._machine.rule.poll_ceiling_s
+        if ceiling is not None:
+            interval = min(interval, max(th.min_interval_s, ceiling))
         if tte is not None:
             interval = min(interval, max(th.min_interval_s, tte / 4))
         if moving:
@@ -201,115 +243,74 @@ class GuardPolicy:
 
     # -- actions ------------------------------------------------------------------------
 
-    def _cleanup(self, level: Level, previous: Level, t: float) -> list[Action]:
-        if level is Level.NORMAL:
-            self._last_applied = None
-            return []
-        due = level > previous or self._last_applied is None
-        if not due and self._last_applied is not None:
-            due = t - self._last_applied >= self.tuning.reapply_s
-        if not due:
-            return []
-        self._last_applied = t
-        kind = (
-            ActionKind.COLLECT_GARBAGE if level is Level.WARNING else ActionKind.AGGRESSIVE_CLEANUP
-        )
-        why = "entered" if level > previous else "still"
-        return [Action(kind, reason=f"{why} {level.name}")]
-
     def _offload_candidates(self, models: Sequence[ModelState]) -> list[ModelState]:
+        movable = (Residency.ON_GPU, Residency.SETTLING)
         return [
             m
             for m in models
             if m.placement is Placement.GPU
             and m.offloadable
-            and not m.pinned_cpu
+            and self.residency[m.name].residency in movable
             and m.size_mib >= self.tuning.min_offload_mib
         ]
 
     def _offloads(
         self,
-        level: Level,
         sample: MemorySample,
         projected_mib: float,
         candidates: Sequence[ModelState],
-        slope: float | None,
+        growth: float | None,
         interval: float,
+        t: float,
     ) -> list[Action]:
         if not candidates:
             return []
-        tte = time_to_exhaustion_s(sample.free_mib, slope)
+        rule = self._machine.rule
         th = self.thresholds
         total = sample.total_mib
         target_mib = min(th.critical * total, total - th.critical_free_mib)
+        tte = time_to_exhaustion_s(sample.free_mib, growth)
         plan: tuple[ModelState, ...] = ()
         reason = ""
-        if level is Level.EMERGENCY and projected_mib > target_mib:
+        forecast = False
+        if rule.offload_to_target and projected_mib > target_mib:
             plan = plan_offload(candidates, projected_mib - target_mib, self.tuning)
-            reason = f"EMERGENCY at {sample.usage:.1%}"
-        elif tte is not None:
+            reason = f"{self._machine.level.name} at {sample.usage:.1%}"
+        elif rule.forecast_offloads and tte is not None and growth is not None:
             all_out = self.tuning.transfer_s(sum(m.size_mib for m in candidates))
             lead = self.tuning.forecast_safety * (interval + all_out)
-            if tte <= lead and slope is not None:
-                need = projected_mib + min(slope * lead, total) - target_mib
+            if tte <= lead:
+                need = projected_mib + min(growth * lead, total) - target_mib
                 plan = plan_offload(candidates, need, self.tuning)
                 reason = f"forecast: card full in {tte:.1f}s, offload takes {all_out:.1f}s"
+                forecast = True
+        actions = []
         for model in plan:
-            self._offloaded.add(model.name)
-            self._restore_ok_since.pop(model.name, None)
-        return [Action(ActionKind.OFFLOAD, m.name, reason) for m in plan]
-
-    def _track_restore_room(
-        self, models: Sequence[ModelState], used: float, total: float, t: float
-    ) -> None:
-        for model in models:
-            if model.name not in self._offloaded or model.placement is not Placement.CPU:
-                continue
-            if self.thresholds.restore_room(used + model.size_mib, total):
-                self._restore_ok_since.setdefault(model.name, t)
-            else:
-                self._restore_ok_since.pop(model.name, None)
+            if self.residency[model.name].fire("offload", t, forecast=forecast):
+                actions.append(Action(ActionKind.OFFLOAD, model.name, reason))
+        return actions
 
     def _restore(
-        self, models: Sequence[ModelState], sample: MemorySample, slope: float
-    ) -> list[Action]:
+        self, models: Sequence[ModelState], sample: MemorySample, slope: float, busy: bool
+    ) -> tuple[list[Action], bool]:
+        """At most one restore per step, the largest first; also whether one is waiting for
+        a gap in speech."""
         t = sample.t
-        waiting = [
-            m
-            for m in models
-            if m.name in self._offloaded and m.placement is Placement.CPU and not m.pinned_cpu
-        ]
-        for model in sorted(waiting, key=lambda m: (-m.size_mib, m.name)):
-            since = self._restore_ok_since.get(model.name)
-            if since is None or t - since < self.thresholds.dwell_s:
-                continue
-            if t < self._backoff_until.get(model.name, -math.inf):
-                continue
+        waiting = False
+        ready = [m for m in models if self.residency[m.name].ready_to_restore(t)]
+        for model in sorted(ready, key=lambda m: (-m.size_mib, m.name)):
+            machine = self.residency[model.name]
             room = sample.free_mib - model.size_mib
             if slope > 0 and room / slope < self.tuning.settle_s:
                 continue  # others are growing into the room the model would need
-            self._offloaded.discard(model.name)
-            self._restore_ok_since.pop(model.name, None)
-            self._restored_at[model.name] = t
-            return [Action(ActionKind.RESTORE, model.name, "room held for the dwell")]
-        return []
-
-    def _watch_restores(self, level: Level, models: Sequence[ModelState], t: float) -> None:
-        """A restore that leads back to pressure within `settle_s` doubles the next wait."""
-        for name, restored in list(self._restored_at.items()):
-            if level >= Level.WARNING:
-                steps = self._backoff_steps.get(name, 0) + 1
-                self._backoff_steps[name] = steps
-                wait = min(
-                    self.tuning.restore_backoff_max_s,
-                    self.tuning.restore_backoff_s * 2 ** (steps - 1),
-                )
-                self._backoff_until[name] = t + wait
-                del self._restored_at[name]
-            elif t - restored >= self.tuning.settle_s:
-                self._backoff_steps.pop(name, None)
-                del self._restored_at[name]
-        for model in models:
-            # A model on the GPU by other means is no longer ours to restore.
-            if model.placement is Placement.GPU:
-                self._offloaded.discard(model.name)
+            if busy:
+                # Speech in flight: wait for the next gap, but not longer than restore_wait_s.
+                if machine.due_since is None:
+                    machine.due_since = t
+                if t - machine.due_since < self.tuning.restore_wait_s:
+                    waiting = True
+                    continue
+            why = "forecast offload proved unneeded" if machine.by_forecast else "room held"
+            if machine.fire("restore", t):
+                return [Action(ActionKind.RESTORE, model.name, f"{why} for the dwell")], False
+        return [], waiting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import threading
 
 import attrs
 
@@ -31,29 +32,38 @@ class RecoveryStep:
 
 
 class RecoveryTracker:
-    """Counts consecutive CUDA failures per model; one model's failures never touch another."""
+    """Counts consecutive CUDA failures per model; one model's failures never touch another.
+
+    Where a model lives after its fallback is its residency machine's business (PINNED_CPU):
+    the tracker only posts the fallback, and the operator's reset, for the guard's next step.
+    It is shared by the worker threads and the guard's thread, hence the lock.
+    """
 
     def __init__(self, tuning: Tuning | None = None) -> None:
         self._tuning = tuning or Tuning()
         self._failures: dict[str, int] = {}
-        self._fallback_since: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._fallbacks: list[str] = []
+        self._resets: list[str] = []
 
     def failure(self, model: str, kind: ErrorKind, t: float) -> RecoveryStep:
-        if kind is ErrorKind.OTHER or model in self._fallback_since:
-            # Not a device problem, or already fallen back to the CPU: nothing left to try.
-            return RecoveryStep(model, kind, self._failures.get(model, 0), Verdict.GIVE_UP)
-        failures = self._failures.get(model, 0) + 1
-        self._failures[model] = failures
-        if failures >= self._tuning.max_failures:
-            self._fallback_since[model] = t
-            reason = f"{failures} consecutive {kind.value} errors"
-            return RecoveryStep(
-                model,
-                kind,
-                failures,
-                Verdict.FALLBACK,
-                (Action(ActionKind.FALLBACK_TO_CPU, model, reason),),
-            )
+        with self._lock:
+            failures = self._failures.get(model, 0)
+            if kind is ErrorKind.OTHER or failures >= self._tuning.max_failures:
+                # Not a device problem, or fallen back already with no success since.
+                return RecoveryStep(model, kind, failures, Verdict.GIVE_UP)
+            failures += 1
+            self._failures[model] = failures
+            if failures >= self._tuning.max_failures:
+                self._fallbacks.append(model)
+                reason = f"{failures} consecutive {kind.value} errors"
+                return RecoveryStep(
+                    model,
+                    kind,
+                    failures,
+                    Verdict.FALLBACK,
+                    (Action(ActionKind.FALLBACK_TO_CPU, model, reason),),
+                )
         cleanup = (
             ActionKind.AGGRESSIVE_CLEANUP
             if kind is ErrorKind.OUT_OF_MEMORY
@@ -63,33 +73,26 @@ class RecoveryTracker:
         return RecoveryStep(model, kind, failures, Verdict.RETRY, (Action(cleanup, model, reason),))
 
     def success(self, model: str) -> None:
-        self._failures[model] = 0
+        with self._lock:
+            self._failures[model] = 0
 
     def failures(self, model: str) -> int:
         return self._failures.get(model, 0)
 
-    def pinned_to_cpu(self, model: str, t: float) -> bool:
-        """Whether `model` must stay on the CPU at time `t` (fallback not reset or cooled down)."""
-        since = self._fallback_since.get(model)
-        if since is None:
-            return False
-        cooldown = self._tuning.fallback_cooldown_s
-        if cooldown is not None and t - since >= cooldown:
-            self.reset(model)
-            return False
-        return True
+    def request_reset(self, model: str) -> None:
+        """The operator's reset: the count starts again and the guard ends the pinning."""
+        with self._lock:
+            self._failures[model] = 0
+            self._resets.append(model)
 
-    def reset(self, model: str) -> None:
-        """The operator's reset (or an expired cool-down): the model may use the GPU again."""
-        self._failures[model] = 0
-        self._fallback_since.pop(model, None)
+    def take_notices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(fallbacks, resets) posted since the last call, each in order."""
+        with self._lock:
+            fallbacks, resets = tuple(self._fallbacks), tuple(self._resets)
+            self._fallbacks.clear()
+            self._resets.clear()
+        return fallbacks, resets
 
-    def snapshot(self) -> dict[str, dict[str, int | bool]]:
-        names = set(self._failures) | set(self._fallback_since)
-        return {
-            name: {
-                "failures": self._failures.get(name, 0),
-                "cpu_fallback": name in self._fallback_since,
-            }
-            for name in sorted(names)
-        }
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {name: {"failures": self._failures[name]} for name in sorted(self._failures)}

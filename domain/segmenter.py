@@ -4,19 +4,29 @@ speech so memory stays bounded. Works in sample counts; holds no audio."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from attrs import field, validators
+
+SAMPLE_RATE = 16_000  # Hz, mono: what every audio source delivers and the models expect
+
+
+def _within(low: float, high: float) -> Any:
+    return validators.and_(validators.ge(low), validators.le(high))
 
 
 @attrs.frozen
 class VadSettings:
-    threshold: float = field(default=0.5, validator=[validators.gt(0.0), validators.lt(1.0)])
+    """The [vad] section of the configuration; the ranges are the ones users may set."""
+
+    threshold: float = field(default=0.5, validator=_within(0.05, 0.95))
     # Speech continues until the probability falls below threshold - hysteresis.
-    hysteresis: float = field(default=0.15, validator=[validators.ge(0.0), validators.lt(1.0)])
-    min_silence_s: float = field(default=0.8, validator=validators.ge(0.0))
-    speech_pad_s: float = field(default=0.2, validator=validators.ge(0.0))
-    min_speech_s: float = field(default=0.25, validator=validators.ge(0.0))
-    max_utterance_s: float = field(default=20.0, validator=validators.gt(1.0))
+    hysteresis: float = field(default=0.15, validator=_within(0.0, 0.5))
+    min_silence_s: float = field(default=0.8, validator=_within(0.05, 10.0))
+    speech_pad_s: float = field(default=0.2, validator=_within(0.0, 2.0))
+    min_speech_s: float = field(default=0.25, validator=_within(0.0, 5.0))
+    max_utterance_s: float = field(default=20.0, validator=_within(2.0, 120.0))
 
 
 @attrs.frozen
@@ -27,16 +37,11 @@ class Span:
     end: int
     split: bool = False  # ended by the length limit, not by silence
 
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
 
 class Segmenter:
-    def __init__(self, settings: VadSettings | None = None, rate: int = 16000) -> None:
+    def __init__(self, settings: VadSettings | None = None, rate: int = SAMPLE_RATE) -> None:
         self.settings = settings or VadSettings()
         s = self.settings
-        self._rate = rate
         self._pad = int(s.speech_pad_s * rate)
         self._min_silence = int(s.min_silence_s * rate)
         self._min_speech = int(s.min_speech_s * rate)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,6 +11,7 @@ import attrs
 
 from swictation.domain.model import Event, MemorySample, ModelState, ProbeUnavailable
 from swictation.domain.recovery import ErrorKind
+from swictation.domain.segmenter import SAMPLE_RATE
 
 
 @attrs.frozen
@@ -36,7 +37,7 @@ class AudioBlock:
 
     t: float
     samples: Any
-    rate: int = 16000
+    rate: int = SAMPLE_RATE
 
     @property
     def duration_s(self) -> float:
@@ -109,4 +110,10 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-ShutdownHandler = Callable[[str], None]
+@runtime_checkable
+class TraceWriter(Protocol):
+    """Where `swictation record` puts each sample; `t` is seconds since the first."""
+
+    def write(self, sample: MemorySample, t: float) -> None: ...
+
+    def close(self) -> None: ...

@@ -6,10 +6,20 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from swictation.application.config import (
+    Device,
+    OutputKind,
+    PolicyName,
+    ProbeKind,
+    SttEngine,
+    choices,
+)
 from swictation.application.entrypoints.replay import ReplayOptions, replay_main
 
 EXIT_USAGE = 2
@@ -81,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=("default", "legacy", "both"), default="default")
+    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
@@ -98,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
     rec.add_argument(
         "--probe",
-        choices=("nvml", "torch", "host"),
+        choices=(ProbeKind.NVML, ProbeKind.TORCH, ProbeKind.HOST),
         default="nvml",
         help="nvml (default), torch, or host to record system RAM instead",
     )
@@ -112,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
         control.add_argument("--json", action="store_true", help="print the JSON reply")
         control.add_argument("--socket", help="the daemon's control socket")
+    reset = sub.add_parser(
+        "reset",
+        help="end a model's CPU fallback now",
+        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
+        "there is room.",
+    )
+    reset.add_argument("model", help="the model's name, e.g. stt")
+    reset.add_argument("--json", action="store_true", help="print the JSON reply")
+    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
 
 
@@ -135,29 +154,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
         return record_main(args)
-    if args.command in ("toggle", "status", "stop"):
+    if args.command in ("toggle", "status", "stop", "reset"):
         return control_main(args)
     return EXIT_USAGE
 
 
 def record_main(args: argparse.Namespace) -> int:
     from swictation.application.container import make_container
-    from swictation.application.services.record import (
-        RecordError,
-        RecordOptions,
-        record,
-        stop_on_signals,
-    )
+    from swictation.application.services.record import RecordError, RecordOptions, record
 
     if args.probe == "torch" and not str(args.gpu).isdigit():
         print("swictation record: error: --probe torch needs a GPU index", file=sys.stderr)
         return EXIT_USAGE
-    container = make_container(probe=args.probe, gpu=str(args.gpu))
+    container = make_container(probe=args.probe, gpu=str(args.gpu), out=args.out, csv=args.csv)
     stop = threading.Event()
-    stop_on_signals(stop)
-    options = RecordOptions(args.out, args.interval, args.csv, args.duration, str(args.gpu))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C and SIGTERM end the recording cleanly instead of interrupting a write.
+        signal.signal(signum, lambda *_: stop.set())
+    options = RecordOptions(args.interval, args.duration)
     try:
-        count = record(container.probe(), container.clock(), options, stop=stop, err=sys.stderr)
+        count = record(
+            container.probe(),
+            container.clock(),
+            container.trace_writer(),
+            options,
+            stop=stop,
+            err=sys.stderr,
+        )
     except RecordError as error:
         hint = " (try --probe host to record system RAM)" if args.probe != "host" else ""
         print(f"swictation record: error: {error}{hint}", file=sys.stderr)
@@ -189,19 +212,19 @@ def build_daemon_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--probe",
-        choices=("nvml", "torch", "trace", "host", "none"),
+        choices=choices(ProbeKind),
         help="how the guard reads memory (default nvml)",
     )
     parser.add_argument("--trace", help="with --probe trace: the trace to replay as the GPU")
     parser.add_argument("--gpu", help="GPU index (or UUID for NVML)")
-    parser.add_argument("--stt", choices=("whisper", "nemo"), help="speech-to-text engine")
+    parser.add_argument("--stt", choices=choices(SttEngine), help="speech-to-text engine")
     parser.add_argument(
         "--stt-model", help="model name or path (.nemo file, or a CTranslate2 Whisper directory)"
     )
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="where models run")
+    parser.add_argument("--device", choices=choices(Device), help="where models run")
     parser.add_argument(
         "--output",
-        choices=("stdout", "file", "wtype", "xdotool"),
+        choices=choices(OutputKind),
         help="where the text goes (default stdout)",
     )
     parser.add_argument("--output-file", help="with --output file: the file to append to")
@@ -249,10 +272,7 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
-    from swictation.adapters.audio_file import AudioFileError
-    from swictation.adapters.traces import TraceError
-    from swictation.application.config import ConfigError
-    from swictation.application.services.daemon import EXIT_FAILURE, Daemon, resolve_settings
+    from swictation.application.config import ConfigError, resolve_settings
 
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
@@ -274,25 +294,55 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"swictationd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        from swictation.application.container import build_daemon
+    from swictation.application.container import daemon_container
 
-        parts, bind = build_daemon(settings)
-    except Exception as error:  # a start-up failure is one line, never a traceback
-        cause = error.__cause__ or error
-        bad_input = isinstance(cause, TraceError | AudioFileError)
-        logging.getLogger("swictation").debug("start-up failed", exc_info=True)
-        print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
-        return EXIT_USAGE if bad_input else EXIT_FAILURE
-    daemon = Daemon(settings, parts)
-    bind(daemon)
-    daemon.install_signal_handlers()
+    return serve(daemon_container(settings))
+
+
+def serve(container: Any) -> int:
+    """Builds the daemon from `container`, runs it with its signal handlers (restored after,
+    so tests can serve in-process) and stops the container's resources; the exit status."""
+    from swictation.adapters.audio_file import AudioFileError
+    from swictation.adapters.traces import TraceError
+    from swictation.application.container import shutdown
+    from swictation.application.services.daemon import EXIT_FAILURE
+
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
-        return daemon.run()
-    except Exception as error:
-        logging.getLogger("swictation").exception("the daemon failed")
-        print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
-        return EXIT_FAILURE
+        try:
+            daemon = container.daemon()  # loads the models
+            container.control()  # the control socket, where there is one
+        except Exception as error:  # a start-up failure is one line, never a traceback
+            cause = error.__cause__ or error
+            bad_input = isinstance(cause, TraceError | AudioFileError)
+            logging.getLogger("swictation").debug("start-up failed", exc_info=True)
+            print(f"swictationd: error: {_plain(cause)}", file=sys.stderr)
+            return EXIT_USAGE if bad_input else EXIT_FAILURE
+        daemon.install_signal_handlers()
+        try:
+            code = int(daemon.run())
+        except Exception as error:
+            logging.getLogger("swictation").exception("the daemon failed")
+            print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
+            return EXIT_FAILURE
+    finally:
+        shutdown(container)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if daemon.restart_requested:
+        _restart()
+    return code
+
+
+def _restart() -> None:
+    """SIGHUP: the same program with the same arguments, so the configuration is read anew;
+    the queue is in the spool and the control socket path is the same."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    logging.getLogger("swictation").warning("restarting: %s", " ".join(argv))
+    logging.shutdown()
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
 def _plain(error: BaseException) -> str:
@@ -305,10 +355,14 @@ def control_main(args: argparse.Namespace) -> int:
     import json
 
     from swictation.adapters.control_socket import ControlError, default_socket_path, request
+    from swictation.application.entrypoints.presenters import status_text
 
     path = args.socket or str(default_socket_path())
     try:
-        reply = request(path, {"cmd": args.command})
+        message = {"cmd": args.command}
+        if args.command == "reset":
+            message["model"] = args.model
+        reply = request(path, message)
     except ControlError as error:
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
@@ -317,39 +371,12 @@ def control_main(args: argparse.Namespace) -> int:
     elif not reply.get("ok"):
         print(f"swictation {args.command}: error: {reply.get('error')}", file=sys.stderr)
     elif args.command == "status":
-        print(_status_text(reply))
+        print(status_text(reply))
+    elif args.command == "reset":
+        print(f"{args.model}: CPU fallback ended; it returns to the GPU when there is room")
     else:
         print("listening" if reply.get("listening") else "not listening")
     return 0 if reply.get("ok") else 1
-
-
-def _status_text(reply: dict[str, object]) -> str:
-    usage = reply.get("usage")
-    lines = [
-        f"listening:  {'yes' if reply.get('listening') else 'no'}",
-        f"memory:     {reply.get('level')}"
-        + (
-            ""
-            if usage is None
-            else f" at {float(usage):.1%} "  # type: ignore[arg-type]
-            f"({reply.get('used_mib')} of {reply.get('total_mib')} MiB)"
-        ),
-    ]
-    models = reply.get("models") or {}
-    for name, model in models.items():  # type: ignore[attr-defined]
-        fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
-        lines.append(
-            f"model:      {name} on {model.get('placement')}, {model.get('size_mib')} MiB{fallback}"
-        )
-    lines.append(
-        f"utterances: {reply.get('utterances')} (queued {reply.get('queued')}, "
-        f"spooled {reply.get('spooled')})"
-    )
-    if reply.get("latency_p50_s") is not None:
-        lines.append(
-            f"latency:    p50 {reply.get('latency_p50_s')} s, p95 {reply.get('latency_p95_s')} s"
-        )
-    return "\n".join(lines)
 
 
 def _guarded(entry: Callable[[], int]) -> None:

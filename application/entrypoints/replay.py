@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import sys
@@ -15,7 +16,8 @@ import attrs
 from swictation.adapters.events import JsonlEventSink
 from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
 from swictation.application.config import ConfigError, load_guard_config
-from swictation.application.services.simulation import ModelSpec, SimulationReport, simulate
+from swictation.application.container import simulate
+from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Level
 
 PROGRESS_FROM_ROWS = 200_000
@@ -56,6 +58,17 @@ def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
             raise UsageError(f"--model {spec}: {name.strip()!r} is given twice")
         models.append(ModelSpec(name.strip(), mib))
     return models
+
+
+def busy_at(spans: Sequence[tuple[float, float]]) -> Callable[[float], bool]:
+    """Whether speech was in flight at `t`, from merged, ordered (start, end) spans."""
+    starts = [start for start, _ in spans]
+
+    def busy(t: float) -> bool:
+        i = bisect.bisect_right(starts, t) - 1
+        return i >= 0 and t < spans[i][1]
+
+    return busy
 
 
 def _progress(
@@ -122,6 +135,7 @@ def replay(options: ReplayOptions, out: TextIO = sys.stdout, err: TextIO = sys.s
                     config.make_policy(name),
                     models,
                     tuning=config.tuning,
+                    busy=busy_at(trace.busy) if trace.busy else None,
                     events=sink,
                     progress=advance,
                     series_points=4000 if options.plot else 0,

@@ -6,10 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-import attrs
-
 from swictation.application.services.actions import ActionExecutor
-from swictation.domain.model import Decision, Event, Level, MemorySample, ModelState, Observation
+from swictation.domain.model import Decision, Event, Level, MemorySample, Observation
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import Clock, EventSink, GpuProbe, ModelHost
@@ -64,19 +62,27 @@ class GuardService:
     def elapsed(self, t: float) -> float:
         return t - self._t0
 
-    def _models(self, t: float) -> tuple[ModelState, ...]:
-        return tuple(
-            attrs.evolve(m, pinned_cpu=True)
-            if self.recovery.pinned_to_cpu(m.name, t) and not m.pinned_cpu
-            else m
-            for m in self.host.models()
-        )
+    def reset(self, model: str) -> bool:
+        """The operator's `swictation reset MODEL`: end its CPU pinning at the next step (the
+        model then returns under the same room rules as any other). False: no such model."""
+        if model not in {m.name for m in self.host.models()}:
+            return False
+        self.recovery.request_reset(model)
+        return True
+
+    def pinned_to_cpu(self, model: str) -> bool:
+        residency_of = getattr(self.policy, "residency_of", None)
+        state = None if residency_of is None else residency_of(model)
+        return state is not None and state.value == "PINNED_CPU"
 
     def tick(self) -> Decision:
         reading = self.probe.sample()
-        t = reading.t
-        observation = Observation(reading, self._models(t), self._busy())
+        fallbacks, resets = self.recovery.take_notices()
+        observation = Observation(
+            reading, self.host.models(), self._busy(), fallbacks=fallbacks, resets=resets
+        )
         decision = self.policy.observe(observation)
+        t = reading.t
         rel = self.elapsed(t)
         self.ticks += 1
         if isinstance(reading, MemorySample):

@@ -1,16 +1,19 @@
 """The dictation pipeline: audio -> VAD -> utterances -> speech-to-text -> text.
 
-Capture and transcription run on separate threads with an unbounded queue between them, so
-no utterance is dropped while the recogniser is busy or a model is moving. Every model call
-goes through the recovery runner (the model's lock, CUDA error recovery, the same input
-retried). On stop, speech not yet ended becomes an utterance; what cannot be transcribed in
-time is spooled to disk and transcribed first at the next start.
+Three workers: capture (source, VAD, segmenter) on the caller's thread, speech-to-text and
+output on their own, with queues between them, so no utterance is dropped while the
+recogniser is busy, a model is moving or the output is failing. Every model call goes
+through the recovery runner. Utterances are written to the spool when they are queued (and
+speech still being spoken as it arrives) and removed once their text is delivered, so a
+stop, a crash or a re-execution loses at most the last second; a restart transcribes what
+was left, one file at a time, never holding live speech back by more than one utterance.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import statistics
 import threading
@@ -21,10 +24,12 @@ from typing import Any
 
 import attrs
 
-from swictation.adapters.spool import Spool
+from swictation.adapters.spool import OpenUtterance, Spool
+from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
+from swictation.application.services.workers import Workers
 from swictation.domain.model import Event
-from swictation.domain.segmenter import Segmenter, Span, VadSettings
+from swictation.domain.segmenter import SAMPLE_RATE, Segmenter, Span, VadSettings
 from swictation.ports import (
     AudioBlock,
     AudioSource,
@@ -35,7 +40,7 @@ from swictation.ports import (
 )
 
 log = logging.getLogger("swictation.pipeline")
-RATE = 16000
+RATE = SAMPLE_RATE
 
 
 @attrs.frozen
@@ -43,10 +48,10 @@ class Utterance:
     id: int
     samples: Any
     start_s: float
-    end_s: float
     closed_at: float  # monotonic time the VAD ended it
     speech_end_wall: float | None = None  # when its last voiced sample was heard (live/paced)
-    spooled: Path | None = None
+    spooled: Path | None = None  # its file in the spool (written when it was queued)
+    from_backlog: bool = False  # left by an earlier run
 
     @property
     def duration_s(self) -> float:
@@ -57,13 +62,15 @@ class Utterance:
 class Stats:
     utterances: int = 0
     words: int = 0
-    spooled: int = 0
-    failed: int = 0
+    spooled: int = 0  # left in the spool at the stop, for the next start
     latencies: list[float] = attrs.field(factory=list)  # VAD end -> text
     speech_latencies: list[float] = attrs.field(factory=list)  # last voiced sample -> text
     audio_s: float = 0.0
     stt_s: float = 0.0
     devices: dict[str, int] = attrs.field(factory=dict)
+    rejected_blocks: int = 0  # NaN or Inf samples, never fed to a model
+    undelivered: int = 0
+    undelivered_file: str | None = None
 
     def percentiles(self, values: list[float] | None = None) -> tuple[float, float] | None:
         values = self.latencies if values is None else values
@@ -73,6 +80,15 @@ class Stats:
             return values[0], values[0]
         cuts = statistics.quantiles(values, n=20, method="inclusive")
         return statistics.median(values), cuts[18]
+
+
+KeepUndelivered = Callable[[list[str]], "Path | None"]
+
+
+def _log_undelivered(texts: list[str]) -> Path | None:
+    for text in texts:
+        log.error("undelivered text: %s", text)
+    return None
 
 
 class DictationPipeline:
@@ -86,9 +102,11 @@ class DictationPipeline:
         events: EventSink,
         spool: Spool,
         settings: VadSettings | None = None,
-        device_of: Callable[[str], str] = lambda name: "cpu",
         realtime: bool = False,
         start_time: float = 0.0,
+        workers: Workers | None = None,
+        keep_undelivered: KeepUndelivered = _log_undelivered,
+        retry_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self._source = source
         self._vad = vad
@@ -98,21 +116,38 @@ class DictationPipeline:
         self._events = events
         self._spool = spool
         self._segmenter = Segmenter(settings or VadSettings(), RATE)
-        self._device_of = device_of
         self._realtime = realtime
         self._t0 = start_time
+        self._keep_undelivered = keep_undelivered
+        self.workers = workers or Workers()
+        self.delivery = Delivery(
+            output,
+            on_delivered=self._delivered,
+            on_error=lambda error: self.workers.error("output", error),
+            first_retry_s=retry_s[0],
+            max_retry_s=retry_s[1],
+        )
         self._queue: queue.Queue[Utterance | None] = queue.Queue()
+        self._backlog: list[Path] = []
+        self._backlog_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._blocks: list[AudioBlock] = []
+        self._open: OpenUtterance | None = None
+        self._open_failed = False
         self._stop_capture = threading.Event()
-        self._abandon = threading.Event()  # stop transcribing: spool what is left
+        self._abandon = threading.Event()  # stop transcribing: leave the rest in the spool
         self._transcribing = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._listening = True
         self.enabled = threading.Event()
         self.enabled.set()
         self.stats = Stats()
         self._capture_began: float | None = None
         self._vad_failed = False
+        self._started = False
+        # Called on the speech-to-text thread after an utterance when no other waits: the
+        # models are free until the next one (the guard may move them then; the next
+        # utterance waits for that and loses nothing).
+        self.on_gap: Callable[[], None] | None = None
 
     # -- state for the guard and the control socket --------------------------------------
 
@@ -122,74 +157,142 @@ class DictationPipeline:
         return self._segmenter.in_speech or not self._queue.empty() or self._transcribing.is_set()
 
     @property
+    def spool(self) -> Spool:
+        return self._spool
+
+    @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._backlog)
 
     # -- running ----------------------------------------------------------------------------
 
     def start_worker(self) -> None:
-        self._worker = threading.Thread(target=self._work, name="swictation-stt", daemon=True)
-        self._worker.start()
+        """Starts the speech-to-text and output workers (the spool's backlog is read first)."""
+        if self._started:
+            return
+        self._started = True
+        if not self._backlog:
+            self.replay_spool()
+        self.workers.spawn("stt", self._work)
+        self.workers.spawn("output", self.delivery.run)
 
     def replay_spool(self) -> int:
-        """Queues spooled audio from an earlier run, before any new audio."""
-        count = 0
-        for path in self._spool.pending():
-            samples = self._spool.load(path)
-            if samples is None:
-                continue
-            self._queue.put(
-                Utterance(
-                    next(self._ids),
-                    samples,
-                    0.0,
-                    len(samples) / RATE,
-                    time.monotonic(),
-                    spooled=path,
-                )
-            )
-            count += 1
-        if count:
-            log.warning("transcribing %d spooled utterance(s) from an earlier run first", count)
-        return count
+        """Files left by an earlier run are transcribed before new audio, one at a time."""
+        backlog = self._spool.backlog()
+        with self._backlog_lock:
+            self._backlog = backlog
+        if backlog:
+            log.warning("transcribing %d spooled utterance(s) from an earlier run", len(backlog))
+        return len(backlog)
 
     def capture(self) -> None:
-        """Reads the source until it ends or capture is stopped; then flushes open speech."""
+        """Reads the source until it ends or capture is stopped; then flushes open speech.
+        A failure restarts the capture where the source left off."""
         self._capture_began = time.monotonic()
+        describe = getattr(self._source, "describe", None)
+        log.info("listening: %s", describe() if describe is not None else "capture began")
         try:
-            for block in self._source.blocks():
-                if self._stop_capture.is_set():
-                    break
-                if not self.enabled.is_set():
-                    self._drop_open_speech(block)
-                    continue
-                self._blocks.append(block)
-                probability = self._probability(block)
-                for span in self._segmenter.push(len(block.samples), probability):
-                    self._enqueue(span)
-                self._trim()
+            self.workers.run_here("capture", self._capture_once)
         finally:
-            for span in self._segmenter.flush():
-                self._enqueue(span)
+            self._end_speech()
             self._blocks.clear()
+
+    def _capture_once(self) -> None:
+        for block in self._source.blocks():
+            if self._stop_capture.is_set():
+                break
+            if not self.enabled.is_set():
+                self._pause(block)
+                continue
+            self._listening = True
+            self._listen(block)
+
+    def _listen(self, block: AudioBlock) -> None:
+        import numpy as np
+
+        if not np.isfinite(block.samples).all():
+            # Unreadable audio is never fed to a model: the block is heard as silence.
+            self.stats.rejected_blocks += 1
+            if self.stats.rejected_blocks == 1:
+                log.error("audio with NaN or Inf samples rejected (heard as silence)")
+            self.workers.error("capture", "audio with NaN or Inf samples")
+            block = AudioBlock(block.t, np.zeros_like(block.samples), block.rate)
+        self._blocks.append(block)
+        probability = self._probability(block)
+        for span in self._segmenter.push(len(block.samples), probability):
+            self._enqueue(span)
+        self._write_ahead(block)
+        self._trim()
 
     def _probability(self, block: AudioBlock) -> float:
         try:
-            return self._runner.run("vad", lambda device: self._vad.speech_probability(block))
+            probability = self._runner.run(
+                "vad", lambda device: self._vad.speech_probability(block)
+            )
         except Exception as error:
             # Keep the audio rather than lose words: an unreadable block counts as speech.
+            self.workers.error("vad", error)
             if not self._vad_failed:
                 log.error("VAD failed (%s); treating audio as speech until it recovers", error)
                 self._vad_failed = True
             return 1.0
+        if self._vad_failed:
+            log.warning("VAD recovered")
+            self._vad_failed = False
+        return float(probability) if math.isfinite(probability) else 1.0
 
-    def _drop_open_speech(self, block: AudioBlock) -> None:
-        """Toggled off: nothing is kept, and the segmenter stays aligned with the stream so
-        that speech after the toggle is cut from the right samples."""
-        if self._segmenter.in_speech or self._blocks:
+    def _pause(self, block: AudioBlock) -> None:
+        """Toggled off: speech in progress (or in its end-of-utterance pause) is cut and
+        transcribed as at a stop; the audio from here on is not listened to, and the
+        segmenter stays aligned with the stream so that speech after the toggle is cut from
+        the right samples."""
+        if self._listening:
+            self._listening = False
+            self._end_speech()
             self._vad.reset()
-            self._blocks.clear()
+        self._blocks.clear()
         self._segmenter.reset(round(block.t * RATE) + len(block.samples))
+
+    def _end_speech(self) -> None:
+        for span in self._segmenter.flush():
+            self._enqueue(span)
+        self._close_open()
+
+    # -- write-ahead ----------------------------------------------------------------------------
+
+    def _write_ahead(self, block: AudioBlock) -> None:
+        """Speech being spoken goes to the spool as it arrives."""
+        start = self._segmenter.open_start()
+        if start is None:
+            self._close_open()
+            self._open_failed = False
+            return
+        if self._open is not None and self._open.start_sample != start:
+            self._close_open()  # split by the length limit: a new utterance goes on
+        if self._open_failed:
+            return
+        try:
+            if self._open is None:
+                self._open = self._spool.open(start)
+                if self._open is None:
+                    self._open_failed = True
+                    return
+                self._open.append(self._cut(Span(start, self._segmenter.position)))
+            else:
+                self._open.append(block.samples)
+        except OSError as error:
+            self._open_failed = True
+            self._close_open()
+            self.workers.error("capture", error)
+            log.error("speech in progress cannot be spooled (%s); kept in memory", error)
+
+    def _close_open(self) -> None:
+        if self._open is not None:
+            try:
+                self._open.discard()
+            except OSError as error:
+                log.error("cannot remove %s (%s)", self._open.path, error)
+            self._open = None
 
     def _trim(self) -> None:
         keep_from = self._segmenter.open_start()
@@ -229,25 +332,82 @@ class DictationPipeline:
             next(self._ids),
             samples,
             span.start / RATE,
-            span.end / RATE,
             time.monotonic(),
             speech_end_wall,
+            spooled=self._spool.put(samples),
         )
         self._queue.put(utterance)
 
+    # -- speech-to-text ---------------------------------------------------------------------------
+
+    def _next(self) -> Utterance | None:
+        """Live speech first; between live utterances, the next file of the backlog."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        backlog = self._from_backlog()
+        if backlog is not None:
+            return backlog
+        return self._queue.get()
+
+    def _from_backlog(self) -> Utterance | None:
+        while not self._abandon.is_set():
+            with self._backlog_lock:
+                if not self._backlog:
+                    return None
+                path = self._backlog.pop(0)
+            samples = self._spool.load(path)
+            if samples is None or len(samples) == 0:
+                if samples is not None:
+                    self._spool.done(path)
+                continue
+            return Utterance(
+                next(self._ids),
+                samples,
+                0.0,
+                time.monotonic(),
+                spooled=path,
+                from_backlog=True,
+            )
+        return None
+
     def _work(self) -> None:
         while True:
-            utterance = self._queue.get()
+            utterance = self._next()
             if utterance is None:
-                return
+                # Stopping: what is left of the backlog is transcribed unless abandoned.
+                rest = self._from_backlog()
+                if rest is None:
+                    return
+                utterance = rest
+                self._queue.put(None)
             if self._abandon.is_set():
-                self._spool_one(utterance)
+                self._keep(utterance)
                 continue
             self._transcribing.set()
             try:
                 self._transcribe(utterance)
+            except Exception as error:  # one utterance's failure never ends the worker
+                self.workers.error("stt", error)
+                log.error(
+                    "utterance %d could not be transcribed (%s); kept in the spool",
+                    utterance.id,
+                    error,
+                )
+                self._keep(utterance)
             finally:
                 self._transcribing.clear()
+            self._gap()
+
+    def _gap(self) -> None:
+        if self.on_gap is None or not self._queue.empty():
+            return
+        try:
+            self.on_gap()
+        except Exception as error:
+            self.workers.error("stt", error)
+            log.error("between utterances: %s", error)
 
     def _transcribe(self, utterance: Utterance) -> None:
         block = AudioBlock(utterance.start_s, utterance.samples, RATE)
@@ -258,17 +418,11 @@ class DictationPipeline:
             devices.append(device)
             return self._stt.transcribe(block)
 
-        try:
-            text = self._runner.run("stt", run)
-        except Exception as error:
-            self.stats.failed += 1
-            log.error("utterance %d could not be transcribed (%s); spooled", utterance.id, error)
-            self._spool_one(utterance)
-            return
+        text = self._runner.run("stt", run)
         done = time.monotonic()
         if text:
-            self._output.emit(text)
-        if utterance.spooled is not None:
+            self.delivery.put(Pending(utterance.id, text, utterance.spooled))
+        elif utterance.spooled is not None:
             self._spool.done(utterance.spooled)
         stats = self.stats
         stats.utterances += 1
@@ -293,15 +447,19 @@ class DictationPipeline:
             since_speech = done - utterance.speech_end_wall
             stats.speech_latencies.append(since_speech)
             detail["speech_end_to_text_s"] = round(since_speech, 3)
-        if utterance.spooled is not None:
+        if utterance.from_backlog and utterance.spooled is not None:
             detail["from_spool"] = utterance.spooled.name
         self._events.emit(Event(done - self._t0, "utterance", model="stt", detail=detail))
 
-    def _spool_one(self, utterance: Utterance) -> None:
-        if utterance.spooled is not None:
-            return  # still in the spool from an earlier run
-        self._spool.put(utterance.samples)
+    def _keep(self, utterance: Utterance) -> None:
+        """Left for the next start: already in the spool, or written now (or counted lost)."""
+        if utterance.spooled is None and self._spool.put(utterance.samples) is None:
+            return
         self.stats.spooled += 1
+
+    def _delivered(self, item: Pending) -> None:
+        if item.spooled is not None:
+            self._spool.done(item.spooled)
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -309,26 +467,56 @@ class DictationPipeline:
         self._stop_capture.set()
         self._source.close()
 
-    def finish(self, drain_timeout_s: float | None, spool_now: bool = False) -> None:
-        """After capture: let the worker drain the queue (up to `drain_timeout_s`), then spool
-        whatever is left. `spool_now` spools everything not yet started (SHUTDOWN)."""
+    def finish(
+        self,
+        drain_timeout_s: float | None,
+        spool_now: bool = False,
+        deliver_within_s: float = 10.0,
+    ) -> None:
+        """After capture: let the worker drain the queue (up to `drain_timeout_s`), leave
+        whatever is left in the spool (`spool_now`: everything not yet started), deliver the
+        text that is ready, and keep what could not be delivered."""
         if spool_now:
             self._abandon.set()
         self._queue.put(None)
-        worker = self._worker
-        if worker is not None:
-            worker.join(drain_timeout_s)
-        if worker is not None and worker.is_alive():
+        if self._started and not self.workers.join("stt", drain_timeout_s):
             self._abandon.set()
             log.warning(
                 "transcription did not finish in %.0f s; spooling the rest", drain_timeout_s or 0
             )
-            worker.join(30)
-        # Anything still queued (the worker gave up) goes to the spool.
-        while True:
+            self.workers.join("stt", 30)
+        while True:  # anything still queued stays in the spool
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not None:
-                self._spool_one(item)
+                self._keep(item)
+        with self._backlog_lock:
+            self.stats.spooled += len(self._backlog)
+            self._backlog = []
+        self.workers.stopping()
+        self.delivery.close(deliver_within_s)
+        if self._started:
+            self.workers.join("output", deliver_within_s + 35)
+        self._save_undelivered()
+        closer = getattr(self._output, "close", None)
+        if closer is not None:
+            try:
+                closer()
+            except Exception as error:
+                log.error("closing the output: %s", error)
+
+    def _save_undelivered(self) -> None:
+        left = self.delivery.undelivered()
+        if not left:
+            return
+        path = self._keep_undelivered([item.text for item in left])
+        self.stats.undelivered = len(left)
+        if path is None:
+            return
+        self.stats.undelivered_file = str(path)
+        log.error("%d undelivered utterance(s) appended to %s", len(left), path)
+        for item in left:  # kept as text now: not transcribed again at the next start
+            if item.spooled is not None:
+                self._spool.done(item.spooled)

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-from swictation.adapters.events import NullEventSink
-from swictation.adapters.memory import FakeClock, InMemoryModelHost, ResidentModelsProbe
 from swictation.application.services.guard import GuardService
-from swictation.domain.model import Level, MemorySample, ModelState, ProbeUnavailable, Tuning
-from swictation.domain.policy import Policy
-from swictation.domain.recovery import RecoveryTracker
-from swictation.ports import EventSink, GpuProbe
+from swictation.domain.model import ActionKind, Level, ModelState
 
 
 @attrs.frozen
@@ -61,63 +56,56 @@ class SimulationReport:
         }
 
 
-class _Row(GpuProbe):
-    """The trace row the guard sees: the latest at or before the clock (the simulator moves
-    it along); our resident models are added by `ResidentModelsProbe`."""
+class SimulatedHost(Protocol):
+    """The in-memory host's view the simulator needs besides the port."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self._clock = clock
-        self.used = 0.0
-        self.total = 1.0
-        self.own: float | None = None
+    def models(self) -> tuple[ModelState, ...]: ...
 
-    def sample(self) -> MemorySample | ProbeUnavailable:
-        return MemorySample(self._clock.now(), self.used, self.total, self.own)
+    def gpu_resident_mib(self) -> float: ...
 
-    def describe(self) -> str:
-        return "trace replay"
-
-    def close(self) -> None:
-        return None
+    def next_change(self) -> float | None: ...
 
 
-def simulate(
+class SettableClock(Protocol):
+    def now(self) -> float: ...
+
+    def set(self, t: float) -> None: ...
+
+
+class TraceRow(Protocol):
+    used: float
+    total: float
+    own: float | None
+
+
+@attrs.frozen
+class SimulationRig:
+    """What a simulation runs, built by the container: a fake clock, the trace row the guard
+    reads (through the simulated probe), the models in memory and the guard itself."""
+
+    clock: SettableClock
+    row: TraceRow
+    host: SimulatedHost
+    guard: GuardService
+
+
+def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the guard's polls between them; issue 9 rewrites it
+    rig: SimulationRig,
     times: Sequence[float],
     used_mib: Sequence[float],
     total_mib: Sequence[float],
-    policy: Policy,
-    models: Sequence[ModelSpec] = (),
-    tuning: Tuning | None = None,
     own_mib: Sequence[float | None] | None = None,
-    busy: Callable[[float], bool] | None = None,
-    events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
     series_points: int = 0,
 ) -> SimulationReport:
-    """Replay device usage (`used_mib` excludes our models) with `models` resident at the
-    start. OOMs and the peak are judged at every row; the guard polls on its own schedule
+    """Replay device usage (`used_mib` excludes our models) with the rig's models resident at
+    the start. OOMs and the peak are judged at every row; the guard polls on its own schedule
     and sees the latest row at or before each poll."""
     n = len(times)
     if n == 0:
         raise ValueError("nothing to simulate: no samples")
-    tuning = tuning or Tuning()
-    clock = FakeClock(times[0])
-    host = InMemoryModelHost(
-        clock, (ModelState(m.name, m.size_mib, offloadable=m.offloadable) for m in models), tuning
-    )
-    feed = _Row(clock)
-    sink = events or NullEventSink()
-    guard = GuardService(
-        ResidentModelsProbe(feed, host),
-        host,
-        policy,
-        sink,
-        clock,
-        RecoveryTracker(tuning),
-        busy=None if busy is None else (lambda: busy(clock.now())),
-        record_samples=False,
-        start_time=times[0],
-    )
+    clock, feed, host, guard = rig.clock, rig.row, rig.host, rig.guard
+    policy = guard.policy
     levels = dict.fromkeys((level.name for level in Level), 0.0)
     level = policy.level
     transitions = offloads = restores = oom = 0
@@ -165,11 +153,11 @@ def simulate(
                 transitions += 1
                 level = decision.level
             for action in decision.actions:
-                kind = action.kind.value
-                offloads += kind == "offload"
-                restores += kind == "restore"
-                if stride and kind in ("offload", "restore"):
-                    marks.append((poll - times[0], kind, action.model or ""))
+                kind = action.kind
+                offloads += kind is ActionKind.OFFLOAD
+                restores += kind is ActionKind.RESTORE
+                if stride and kind in (ActionKind.OFFLOAD, ActionKind.RESTORE):
+                    marks.append((poll - times[0], kind.value, action.model or ""))
             if decision.level is Level.SHUTDOWN:
                 shutdown = True
             if decision.actions:

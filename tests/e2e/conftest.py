@@ -58,3 +58,41 @@ def write_csv(path: Path, others, total_mib: float, duration_s: float, step_s: f
         lines.append(f"{stamp}, 0, {others(t):.0f} MiB, {total_mib:.0f} MiB")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def loaded_models():
+    """Silero and Whisper tiny.en loaded once, on the CPU, for the daemons served in-process
+    (each test's container uses them instead of loading its own)."""
+    from swictation.adapters.model_host import RealModelHost
+    from swictation.adapters.silero import load_silero
+    from swictation.adapters.torch_models import TorchResidency
+    from swictation.adapters.whisper_stt import whisper_residency
+
+    host = RealModelHost()
+    host.register("vad", TorchResidency(load_silero()))
+    host.register("stt", whisper_residency(None, "cpu"))
+    return host
+
+
+@pytest.fixture
+def serve_in_process(loaded_models, tmp_path):
+    """Runs swictationd's own `serve` in this process on a container built from `settings`,
+    with the shared models and any provider overridden; returns (exit status, text lines)."""
+    from dependency_injector import providers
+
+    from swictation.adapters.memory import ListOutput
+    from swictation.application.container import daemon_container
+    from swictation.application.entrypoints.cli import serve
+
+    def run(settings, **overrides):
+        container = daemon_container(settings)
+        loaded_models.model("vad").reset_states()
+        container.models.override(providers.Object(loaded_models))
+        output = ListOutput()
+        container.output.override(providers.Object(output))
+        for name, build in overrides.items():
+            getattr(container, name).override(providers.Object(build(container)))
+        return serve(container), output.lines
+
+    return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -13,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from swictation.adapters.audio_file import FileAudioSource
+from swictation.adapters.memory import ScriptedProbe
+from swictation.application.config import resolve_settings
+from swictation.ports import AudioSource
 from tests.e2e.conftest import BIN, GiB, run_command, write_csv
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
@@ -177,30 +182,50 @@ def wait_for(predicate, timeout: float = 60.0) -> None:
     raise AssertionError("timed out waiting")
 
 
-def test_sigterm_mid_utterance_finishes_or_spools_it(tmp_path, spool):
-    events = tmp_path / "events.jsonl"
-    process = start(
-        "--audio-file",
-        str(DICTATION),
-        "--realtime",
-        "--probe",
-        "none",
-        "--events",
-        str(events),
-        "--spool-dir",
-        spool,
+class CueAt(AudioSource):
+    """The recording, with `cue()` run when the stream reaches `at_s` of audio: the test's
+    moment is a point in the recording, not a guess of the wall clock."""
+
+    def __init__(self, inner: AudioSource, at_s: float, cue) -> None:
+        self._inner = inner
+        self._at_s = at_s
+        self._cue = cue
+
+    def blocks(self):
+        cued = False
+        for block in self._inner.blocks():
+            if not cued and block.t >= self._at_s:
+                cued = True
+                self._cue()
+            yield block
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _file_settings(tmp_path, spool, **sections):
+    return resolve_settings(
+        {"daemon": {"probe": "none", "spool_dir": spool}, **sections},
+        None,
+        {"XDG_CONFIG_HOME": str(tmp_path)},
+        audio_file=str(DICTATION),
     )
-    # The second sentence runs from about 4.4 s to 7.5 s into the recording.
-    wait_for(lambda: events.exists() and '"utterance"' in events.read_text())
-    time.sleep(1.8)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    lines = out.splitlines()
+
+
+def test_sigterm_mid_utterance_finishes_or_spools_it(tmp_path, spool, serve_in_process):
+    """SIGTERM (a real signal to this process, through the daemon's own handler) 6 s into
+    the recording, inside the second sentence (about 4.4 s to 7.5 s)."""
+    code, lines = serve_in_process(
+        _file_settings(tmp_path, spool),
+        source=lambda c: CueAt(
+            FileAudioSource(str(DICTATION)), 6.0, lambda: os.kill(os.getpid(), signal.SIGTERM)
+        ),
+    )
+    assert code == 0
     spooled = list(Path(spool).glob("*.wav"))
-    assert lines[0]
+    assert lines[0]  # the first sentence, whole
     # The sentence being spoken was either transcribed (in part, up to the stop) or spooled.
-    assert len(lines) == 2 or len(spooled) == 1, (lines, spooled)
+    assert len(lines) == 2 or (len(lines) == 1 and len(spooled) == 1), (lines, spooled)
     if len(lines) == 2:
         # What was said of the second sentence before the stop, cut where it was cut.
         spoken = set(words("The meeting with the design team starts at ten o'clock."))
@@ -220,7 +245,8 @@ def test_spooled_audio_is_transcribed_first_at_the_next_start(tmp_path, spool):
     assert list(Path(spool).iterdir()) == []
 
 
-def test_memory_shutdown_spools_and_exits_3(tmp_path, spool):
+def test_memory_shutdown_exits_3(tmp_path, spool):
+    """The real program on a trace of a full card: SHUTDOWN, said so, exit status 3."""
     full = write_csv(tmp_path / "full.csv", lambda t: 8150.0, 8 * GiB, 60, 0.5)
     config = tmp_path / "c.toml"
     config.write_text("[guard]\nshutdown_grace_s = 1.0\n")
@@ -241,8 +267,35 @@ def test_memory_shutdown_spools_and_exits_3(tmp_path, spool):
     assert result.code == 3, result.err
     assert "memory SHUTDOWN" in result.err
     assert "exiting with status 3" in result.err
-    # Speech captured before the stop was transcribed or spooled, never dropped.
-    assert result.out.strip() or list(Path(spool).glob("*.wav"))
+
+
+def test_memory_shutdown_spools_open_speech_and_exits_3(tmp_path, spool, serve_in_process, caplog):
+    """The card fills 2 s into the recording, in the middle of the first sentence; the
+    recording goes on only once the guard has stopped the daemon, so the speech captured
+    before the stop is spooled (never dropped, never typed), whatever the machine's load."""
+    import threading
+
+    caplog.set_level(logging.INFO, logger="swictation")
+    full = threading.Event()
+    settings = _file_settings(tmp_path, spool, guard={"shutdown_grace_s": 1.0})
+
+    def card(container):
+        clock = container.clock()
+        return ScriptedProbe(lambda t: 8150.0 if full.is_set() else 1000.0, 8192.0, clock)
+
+    def fill_then_wait(container):
+        def cue():
+            full.set()
+            assert container.stop().wait(60), "the guard never stopped the daemon"
+
+        return CueAt(FileAudioSource(str(DICTATION)), 2.0, cue)
+
+    code, lines = serve_in_process(settings, probe=card, source=fill_then_wait)
+    assert code == 3
+    assert lines == []
+    assert len(list(Path(spool).glob("*.wav"))) == 1
+    assert "memory SHUTDOWN" in caplog.text
+    assert "exiting with status 3" in caplog.text
 
 
 def control(socket_path: str, *args: str, **kw):

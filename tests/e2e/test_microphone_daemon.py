@@ -182,11 +182,6 @@ def trimmed(recording: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: toggle-off must transcribe the open speech (the daemon engineer's work); "
-    "until it lands the daemon drops it. Remove this mark when it passes.",
-)
 def test_toggling_off_mid_sentence_transcribes_what_was_said(live, sound_server, tmp_path):
     from swictation.adapters.control_socket import request
 

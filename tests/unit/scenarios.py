@@ -6,11 +6,11 @@ import random
 from collections.abc import Callable
 
 from swictation.adapters.memory import EventList
+from swictation.application.container import simulate
 from swictation.application.services.simulation import (
     ModelSpec,
     SimulationReport,
     sample_function,
-    simulate,
 )
 from swictation.domain.model import Event, Thresholds, Tuning
 from swictation.domain.policy import Policy

@@ -1,13 +1,38 @@
-"""The composition root: selectors and overrides."""
+"""The composition root: one container for the daemon, record and replay; selectors by
+configuration key; fakes swapped in with `override`."""
 
 from __future__ import annotations
 
+import numpy as np
 from dependency_injector import providers
 
-from swictation.adapters.memory import EventList, FakeClock, ScriptedProbe
-from swictation.application.container import make_container
+from swictation.adapters.memory import (
+    EnergyVoiceDetector,
+    EventList,
+    FakeClock,
+    InMemoryModelHost,
+    ListAudioSource,
+    ListOutput,
+    NoProbe,
+    ScriptedProbe,
+    ScriptedRecognizer,
+)
+from swictation.adapters.trace_row import TraceRowProbe
+from swictation.application.config import DaemonSettings, load_settings
+from swictation.application.container import (
+    daemon_container,
+    make_container,
+    replay_container,
+    shutdown,
+)
+from swictation.application.services.daemon import EXIT_MEMORY_SHUTDOWN, EXIT_OK
+from swictation.application.services.simulation import ModelSpec
 from swictation.domain.legacy import LegacyPolicy
+from swictation.domain.model import ModelState, Placement
 from swictation.domain.policy import GuardPolicy
+from swictation.ports import AudioBlock
+
+RATE = 16000
 
 
 def test_policy_selector():
@@ -28,10 +53,108 @@ def test_fakes_swap_in_with_override():
     assert events.of_type("level")[0].level == "EMERGENCY"
 
 
-def test_events_to_a_file(tmp_path):
+def test_events_to_a_file_closed_by_the_container(tmp_path):
     path = tmp_path / "events.jsonl"
     container = make_container(events_path=str(path))
     guard = container.guard()
     guard.tick()
-    container.events().close()
+    shutdown(container)
     assert '"type":"probe"' in path.read_text()
+
+
+def _speech(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def _blocks(*pieces: np.ndarray, size: int = 512) -> list[AudioBlock]:
+    stream = np.concatenate(pieces)
+    return [
+        AudioBlock(start / RATE, stream[start : start + size], RATE)
+        for start in range(0, len(stream), size)
+    ]
+
+
+def _file_run(tmp_path, **sections) -> DaemonSettings:
+    config = load_settings(
+        None,
+        {},
+        {"daemon": {"probe": "none", "spool_dir": str(tmp_path / "spool")}, **sections},
+        default_file=False,
+    )
+    return DaemonSettings(config, audio_file=str(tmp_path / "unused.wav"))
+
+
+def _with_fakes(container, texts, blocks):
+    clock = FakeClock()
+    host = InMemoryModelHost(
+        clock, (ModelState("vad", 2.0, Placement.CPU), ModelState("stt", 75.0, Placement.CPU))
+    )
+    output, events = ListOutput(), EventList()
+    container.clock.override(providers.Object(clock))
+    container.host.override(providers.Object(host))
+    container.source.override(providers.Object(ListAudioSource(blocks)))
+    container.vad.override(providers.Object(EnergyVoiceDetector()))
+    container.recognizer.override(providers.Object(ScriptedRecognizer(texts)))
+    container.output.override(providers.Object(output))
+    container.events.override(providers.Object(events))
+    return output, events
+
+
+def test_the_daemon_built_by_the_container_transcribes_in_process(tmp_path):
+    container = daemon_container(_file_run(tmp_path))
+    silence = np.zeros(RATE, np.float32)
+    blocks = _blocks(silence, _speech(1.0), silence, _speech(0.8), silence)
+    output, events = _with_fakes(container, ["hello there", "general kenobi"], blocks)
+    daemon = container.daemon()
+    assert container.control() is None  # a file run has no control socket unless asked
+    try:
+        code = daemon.run()
+    finally:
+        shutdown(container)
+    assert code == EXIT_OK
+    assert output.lines == ["hello there", "general kenobi"]
+    assert [e.detail["words"] for e in events.of_type("utterance")] == [2, 2]
+    assert isinstance(container.probe(), NoProbe)
+
+
+def test_the_guard_and_the_daemon_share_one_stop(tmp_path):
+    """The guard's SHUTDOWN reaches the daemon through the injected stop signal: capture
+    stops, the queue is spooled, and the exit status says why."""
+    container = daemon_container(_file_run(tmp_path))
+    silence = np.zeros(RATE, np.float32)
+    _with_fakes(container, ["never typed"], _blocks(silence, _speech(1.0), silence))
+    daemon = container.daemon()
+    guard = container.guard()
+    assert guard.on_shutdown is not None
+    guard.on_shutdown("the card stayed full")  # what the guard's SHUTDOWN action calls
+    assert container.stop().shutdown_reason == "the card stayed full"
+    try:
+        code = daemon.run()
+    finally:
+        shutdown(container)
+    assert code == EXIT_MEMORY_SHUTDOWN
+
+
+def test_only_the_selected_resources_start(tmp_path):
+    """init_resources() would start NVML behind an unselected branch; the container starts
+    only what the selected providers ask for."""
+    container = daemon_container(_file_run(tmp_path))
+    _with_fakes(container, [], [])
+    container.daemon()
+    assert not container.nvml.initialized
+    assert not container.models.initialized  # the host was overridden: no model loaded
+    assert not container.control_server.initialized
+    shutdown(container)
+
+
+def test_replay_is_built_by_the_same_container():
+    container = replay_container(5.0, [ModelSpec("stt", 1000.0)])
+    rig = container.simulation()
+    assert isinstance(rig.row, TraceRowProbe)
+    assert rig.clock.now() == 5.0
+    assert isinstance(rig.host, InMemoryModelHost)
+    rig.row.used, rig.row.total = 500.0, 4000.0
+    sample = rig.guard.probe.sample()
+    assert sample.used_mib == 1500.0  # the trace row plus our resident model
+    assert isinstance(container.policy(), GuardPolicy)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from swictation.domain.levels import level_table
 from swictation.domain.machine import PressureMachine
-from swictation.domain.model import Level
+from swictation.domain.model import ActionKind, Level, Tuning
 
 
 def test_starts_normal_and_moves_to_any_live_level():
@@ -38,3 +39,47 @@ def test_machines_are_independent():
     a, b = PressureMachine(), PressureMachine()
     a.move_to(Level.CRITICAL)
     assert b.level is Level.NORMAL
+
+
+def test_named_triggers_rise_at_once_and_step_down_one_level_at_a_time():
+    m = PressureMachine()
+    m.escalate(target=Level.CRITICAL)
+    assert m.level is Level.CRITICAL
+    m.relax()
+    assert m.level is Level.WARNING
+    m.relax()
+    m.relax()  # NORMAL has nowhere lower to go: nothing happens
+    assert m.level is Level.NORMAL
+
+
+def test_shutdown_is_reached_only_from_emergency():
+    m = PressureMachine()
+    m.give_up()
+    assert m.level is Level.NORMAL
+    m.escalate(target=Level.EMERGENCY)
+    m.give_up()
+    assert m.level is Level.SHUTDOWN
+
+
+def test_the_level_table_drives_cleanup_on_entry_and_on_cadence():
+    m = PressureMachine(level_table(Tuning(reapply_s=10)))
+    assert m.due_cleanup(0.0) is None  # NORMAL does nothing
+    m.move_to(Level.WARNING)
+    first = m.due_cleanup(1.0)
+    assert first is not None and first.kind is ActionKind.COLLECT_GARBAGE
+    assert first.reason == "entered WARNING"
+    assert m.due_cleanup(5.0) is None
+    again = m.due_cleanup(11.0)
+    assert again is not None and again.reason == "still WARNING"
+    m.move_to(Level.EMERGENCY)
+    entered = m.due_cleanup(12.0)
+    assert entered is not None and entered.kind is ActionKind.AGGRESSIVE_CLEANUP
+    assert m.rule.offload_to_target and not m.rule.restores
+
+
+def test_the_table_says_what_each_level_allows():
+    table = level_table()
+    assert [lv.name for lv in Level if table[lv].restores] == ["NORMAL", "WARNING", "CRITICAL"]
+    assert [lv.name for lv in Level if table[lv].offload_to_target] == ["EMERGENCY"]
+    assert table[Level.EMERGENCY].poll_ceiling_s is not None
+    assert table[Level.NORMAL].reapply_s is None

@@ -1,4 +1,5 @@
-"""Invariants of the default policy under arbitrary usage (hypothesis)."""
+"""Invariants of the default policy and its residency machines under arbitrary usage
+(hypothesis)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swictation.application.services.simulation import ModelSpec, simulate
-from swictation.domain.model import Decision, Level, Observation
+from swictation.application.container import simulate
+from swictation.application.services.simulation import ModelSpec
+from swictation.domain.model import (
+    Decision,
+    Level,
+    MemorySample,
+    ModelState,
+    Observation,
+    Placement,
+    Tuning,
+)
 from swictation.domain.policy import GuardPolicy
 
 TOTAL = 8192.0
@@ -15,10 +25,12 @@ TOTAL = 8192.0
 
 @attrs.define
 class Recording:
-    """Wraps a policy and keeps every observation it saw with the decision it made."""
+    """Wraps a policy and keeps every observation it saw with the decision it made; at the
+    steps in `pins` it reports a CPU fallback of the STT (as the recovery runner would)."""
 
     inner: GuardPolicy
     seen: list[tuple[Observation, Decision]] = attrs.field(factory=list)
+    pins: frozenset[int] = frozenset()
 
     @property
     def name(self) -> str:
@@ -29,6 +41,8 @@ class Recording:
         return self.inner.level
 
     def observe(self, observation: Observation) -> Decision:
+        if len(self.seen) in self.pins:
+            observation = attrs.evolve(observation, fallbacks=("stt",))
         decision = self.inner.observe(observation)
         self.seen.append((observation, decision))
         return decision
@@ -37,7 +51,12 @@ class Recording:
 segments = st.lists(st.tuples(st.floats(0.5, 30.0), st.floats(0.0, 1.02)), min_size=1, max_size=25)
 
 
-def run(plan: list[tuple[float, float]], models: dict[str, float]) -> Recording:
+def run(
+    plan: list[tuple[float, float]],
+    models: dict[str, float],
+    pins: frozenset[int] = frozenset(),
+    tuning: Tuning | None = None,
+) -> Recording:
     """Piecewise-constant usage of other programs, sampled every 0.25 s."""
     times: list[float] = []
     used: list[float] = []
@@ -48,13 +67,14 @@ def run(plan: list[tuple[float, float]], models: dict[str, float]) -> Recording:
             times.append(t)
             used.append(fraction * TOTAL)
             t += 0.25
-    recording = Recording(GuardPolicy())
+    recording = Recording(GuardPolicy(tuning=tuning), pins=pins)
     simulate(
         times,
         used,
         [TOTAL] * len(times),
         recording,
         [ModelSpec(n, s) for n, s in models.items()],
+        tuning=tuning,
     )
     return recording
 
@@ -63,18 +83,30 @@ MODELS = {"stt": 3000.0, "helper": 900.0, "vad": 2.0}
 
 
 @settings(max_examples=150, deadline=None)
-@given(segments)
-def test_shutdown_is_never_left(plan):
-    recording = run(plan, MODELS)
-    levels = [d.level for _, d in recording.seen]
-    if Level.SHUTDOWN in levels:
-        first = levels.index(Level.SHUTDOWN)
-        assert all(level is Level.SHUTDOWN for level in levels[first:])
+@given(st.lists(st.floats(0.0, 1.02), min_size=1, max_size=60))
+def test_shutdown_is_never_left(after):
+    # The policy itself, not the simulator (which stops at the first SHUTDOWN): the card is
+    # full with nothing to offload until SHUTDOWN, then any readings at all follow.
+    policy = GuardPolicy()
+    t = 0.0
+    while policy.level is not Level.SHUTDOWN:
+        policy.observe(Observation(MemorySample(t, 0.99 * TOTAL, TOTAL)))
+        t += 0.5
+        assert t < 60
+    for fraction in after:
+        t += 0.5
+        models = (ModelState("stt", 1000.0, Placement.CPU),)
+        decision = policy.observe(
+            Observation(MemorySample(t, fraction * TOTAL, TOTAL), models, resets=("stt",))
+        )
+        assert decision.level is Level.SHUTDOWN
+        assert decision.previous is Level.SHUTDOWN
+        assert decision.actions == ()
 
 
 @settings(max_examples=150, deadline=None)
 @given(segments)
-def test_no_restore_while_usage_with_the_model_back_would_reach_warning(plan):
+def test_no_restore_lands_above_the_offload_point(plan):
     recording = run(plan, MODELS)
     th = recording.inner.thresholds
     for observation, decision in recording.seen:
@@ -83,8 +115,8 @@ def test_no_restore_while_usage_with_the_model_back_would_reach_warning(plan):
             if action.kind.value == "restore":
                 sample = observation.sample
                 with_model = sample.used_mib + sizes[action.model]
-                assert with_model < th.warning * sample.total_mib
-                assert not th.level_of(with_model, sample.total_mib) > Level.NORMAL
+                assert with_model < (th.emergency - th.margin) * sample.total_mib
+                assert th.level_of(with_model, sample.total_mib) < Level.EMERGENCY
 
 
 @settings(max_examples=150, deadline=None)
@@ -119,3 +151,40 @@ def test_every_offload_names_a_resident_model_and_none_twice_in_flight(plan):
             if action.kind.value == "offload":
                 assert placement[action.model] == "gpu"
                 assert action.model != "vad"  # 2 MiB frees nothing worth moving
+
+
+MOVES = ("offload", "restore")
+
+
+@settings(max_examples=100, deadline=None)
+@given(segments, st.frozensets(st.integers(0, 400), max_size=3))
+def test_never_two_moves_of_one_model_at_once(plan, pins):
+    recording = run(plan, MODELS, pins)
+    moving: dict[str, str] = {}  # model -> the placement its move is heading for
+    for observation, decision in recording.seen:
+        placement = {m.name: m.placement.value for m in observation.models}
+        for name, heading in list(moving.items()):
+            if placement[name] in (heading, "gpu" if heading == "cpu" else "cpu"):
+                del moving[name]  # arrived, or the move was not carried out
+        named = [a.model for a in decision.actions if a.kind.value in MOVES]
+        assert len(named) == len(set(named))
+        for action in decision.actions:
+            if action.kind.value in MOVES:
+                assert action.model not in moving, (observation.t, action)
+                assert placement[action.model] in ("gpu", "cpu")
+                moving[action.model] = "cpu" if action.kind.value == "offload" else "gpu"
+
+
+@settings(max_examples=100, deadline=None)
+@given(segments, st.frozensets(st.integers(0, 400), min_size=1, max_size=3))
+def test_a_pinned_model_is_never_restored_before_its_cooldown(plan, pins):
+    tuning = Tuning(fallback_cooldown_s=20.0)
+    recording = run(plan, MODELS, pins, tuning)
+    pinned_at: float | None = None
+    for i, (observation, decision) in enumerate(recording.seen):
+        if i in pins:
+            pinned_at = observation.t
+        residency = dict(decision.residency)
+        if pinned_at is not None and observation.t - pinned_at < 20.0:
+            assert residency["stt"] == "PINNED_CPU"
+            assert all(a.model != "stt" for a in decision.actions)

@@ -24,8 +24,9 @@ def test_three_failures_fall_back_and_a_success_resets_the_count():
     step = tracker.failure("stt", ErrorKind.OUT_OF_MEMORY, 3)
     assert step.verdict is Verdict.FALLBACK
     assert step.actions[0].model == "stt"
-    assert tracker.pinned_to_cpu("stt", 4)
-    assert not tracker.pinned_to_cpu("vad", 4)
+    # The fallback is posted once for the guard, whose residency machine pins the model.
+    assert tracker.take_notices() == (("stt",), ())
+    assert tracker.take_notices() == ((), ())
 
 
 def test_non_cuda_errors_and_errors_after_fallback_are_not_retried():
@@ -35,22 +36,10 @@ def test_non_cuda_errors_and_errors_after_fallback_are_not_retried():
     assert tracker.failure("stt", ErrorKind.CUDA, 1).verdict is Verdict.GIVE_UP
 
 
-def test_fallback_lasts_until_reset_or_cooldown():
-    tracker = RecoveryTracker(Tuning(max_failures=1, fallback_cooldown_s=60))
-    tracker.failure("stt", ErrorKind.OUT_OF_MEMORY, 100)
-    assert tracker.pinned_to_cpu("stt", 159)
-    assert not tracker.pinned_to_cpu("stt", 160)
-    forever = RecoveryTracker(Tuning(max_failures=1))
-    forever.failure("stt", ErrorKind.OUT_OF_MEMORY, 0)
-    assert forever.pinned_to_cpu("stt", 1e9)
-    forever.reset("stt")
-    assert not forever.pinned_to_cpu("stt", 1e9)
-
-
-def world():
+def world(tuning: Tuning | None = None):
     clock = FakeClock()
     host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    tracker = RecoveryTracker()
+    tracker = RecoveryTracker(tuning)
     events = EventList()
     return clock, host, tracker, events, RecoveringRunner(host, tracker, events, clock)
 
@@ -101,3 +90,52 @@ def test_other_errors_propagate_unchanged():
 
     with pytest.raises(ValueError, match="bad input"):
         runner.run("stt", broken)
+
+
+def calm_guard(clock, host, tracker, events, tuning: Tuning | None = None) -> GuardService:
+    return GuardService(
+        ScriptedProbe(lambda t: 1 * GiB, 24 * GiB, clock),
+        host,
+        GuardPolicy(tuning=tuning),
+        events,
+        clock,
+        recovery=tracker,
+    )
+
+
+def test_pinning_ends_after_the_cooldown_with_a_normal_restore():
+    tuning = Tuning(fallback_cooldown_s=60)
+    clock, host, tracker, events, runner = world(tuning)
+    host.inject("stt", ErrorKind.OUT_OF_MEMORY, times=3)
+    runner.run("stt", lambda device: "hello")
+    fell_back = clock.now()
+    guard = calm_guard(clock, host, tracker, events, tuning)
+    guard.run(duration_s=30)
+    assert guard.pinned_to_cpu("stt")
+    assert host.placement("stt") is Placement.CPU
+    guard.run(duration_s=270)
+    (restore,) = [e for e in events.events if e.action == "restore"]
+    assert restore.model == "stt"
+    # Not before the cool-down, and then after the room has held for the dwell.
+    assert fell_back + 60 + 10 <= restore.t <= fell_back + 60 + 10 + 2.5
+    assert host.placement("stt") is Placement.GPU
+    assert not guard.pinned_to_cpu("stt")
+
+
+def test_an_operator_reset_ends_the_pinning_at_once():
+    clock, host, tracker, events, runner = world()
+    host.inject("stt", ErrorKind.OUT_OF_MEMORY, times=3)
+    runner.run("stt", lambda device: "hello")
+    guard = calm_guard(clock, host, tracker, events)
+    guard.run(duration_s=120)
+    assert host.placement("stt") is Placement.CPU
+    assert guard.reset("stt")
+    assert not guard.reset("nonesuch")
+    reset_at = clock.now()
+    guard.run(duration_s=60)
+    (restore,) = [e for e in events.events if e.action == "restore"]
+    assert reset_at + 10 <= restore.t <= reset_at + 10 + 4.5
+    assert host.placement("stt") is Placement.GPU
+    # The count starts again: the next CUDA error is retried, not given up on.
+    host.inject("stt", ErrorKind.CUDA)
+    assert runner.run("stt", lambda device: device) == "cuda"

@@ -1,0 +1,91 @@
+"""The daemon's status in words: one list of parts, shown as the periodic log line, the final
+report and `swictation status`. A new status field is one more part here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Status = Mapping[str, Any]
+
+
+def _mib(value: Any, digits: int = 0) -> str:
+    return f"{float(value):,.{digits}f} MiB"
+
+
+def _memory(status: Status) -> str:
+    usage = status.get("usage")
+    if usage is None and status.get("memory_unknown"):
+        return f"unknown ({status['memory_unknown']})"
+    if usage is None:
+        return f"{status.get('level')} (device unknown)"
+    return (
+        f"{status.get('level')} at {float(usage):.1%} "
+        f"({float(status['used_mib']):,.0f} of {_mib(status['total_mib'])})"
+    )
+
+
+def _model(name: str, model: Mapping[str, Any]) -> str:
+    fallback = " (CPU fallback)" if model.get("cpu_fallback") else ""
+    return f"{name} on {model.get('placement')}, {_mib(model.get('size_mib', 0), 1)}{fallback}"
+
+
+def _workers(workers: Mapping[str, Mapping[str, Any]]) -> str:
+    shown = []
+    for name, health in workers.items():
+        text = f"{name} {health.get('state')}"
+        if health.get("errors") or health.get("restarts"):
+            text += f" ({health.get('errors')} errors, {health.get('restarts')} restarts)"
+        shown.append(text)
+    return ", ".join(shown)
+
+
+def status_parts(status: Status) -> list[tuple[str, str]]:
+    """(label, text) for each part of a status reply, in the order shown."""
+    parts = [
+        ("listening", "yes" if status.get("listening") else "no"),
+        ("memory", _memory(status)),
+    ]
+    top = status.get("top_processes") or []
+    if top:
+        parts.append(("top", ", ".join(f"{p['name']} {_mib(p['used_mib'])}" for p in top)))
+    parts.extend(("model", _model(n, m)) for n, m in (status.get("models") or {}).items())
+    errors = status.get("errors") or {}
+    failing = [f"{name} {e['failures']}" for name, e in errors.items() if e.get("failures")]
+    if failing:
+        parts.append(("errors", ", ".join(failing)))
+    parts.append(
+        (
+            "utterances",
+            f"{status.get('utterances')} (queued {status.get('queued')}, "
+            f"spooled {status.get('spooled')})",
+        )
+    )
+    if status.get("output") is not None:
+        parts.append(("output", str(status["output"])))
+    if status.get("undelivered"):
+        parts.append(
+            ("undelivered", f"{status['undelivered']} in {status.get('undelivered_file')}")
+        )
+    workers = status.get("workers")
+    if workers:
+        parts.append(("workers", _workers(workers)))
+    if status.get("latency_p50_s") is not None:
+        parts.append(
+            (
+                "latency",
+                f"p50 {float(status['latency_p50_s']):.2f} s, "
+                f"p95 {float(status['latency_p95_s']):.2f} s",
+            )
+        )
+    return parts
+
+
+def status_text(status: Status) -> str:
+    """`swictation status`: one part per line, labels aligned."""
+    return "\n".join(f"{label + ':':<12}{text}" for label, text in status_parts(status))
+
+
+def status_line(title: str, status: Status) -> str:
+    """The log's periodic status and the final report: one line."""
+    return f"{title}: " + "; ".join(f"{label} {text}" for label, text in status_parts(status))

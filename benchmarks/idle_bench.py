@@ -1,0 +1,141 @@
+"""What listening to silence costs: `swictationd` started as a user would (a file of room
+noise at -70 dBFS played at real-time pace stands in for a quiet microphone; the guard polls
+the host's memory at its calm 2 s interval), and after it says `listening` the process's
+CPU time is read from /proc over 20 s, with its resident memory. Then the first utterance
+after a start against the ones after it (the warm-up at load)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIO = ROOT / "tests" / "fixtures" / "audio"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _daemon() -> list[str]:
+    found = Path(sys.executable).parent / "swictationd"
+    return [str(found)] if found.exists() else [sys.executable, "-m", "swictation.daemon"]
+
+
+def quiet_room(path: Path, seconds: float) -> Path:
+    import numpy as np
+    import soundfile
+
+    noise = np.random.default_rng(8).normal(0.0, 10 ** (-70 / 20), int(seconds * 16000))
+    soundfile.write(path, noise.astype(np.float32), 16000)
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Started:
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*_daemon(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.err: list[str] = []
+        self.out: list[str] = []
+        threading.Thread(target=self._pump, args=(self.process.stderr, self.err)).start()
+        threading.Thread(target=self._pump, args=(self.process.stdout, self.out)).start()
+
+    @staticmethod
+    def _pump(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.err):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the daemon did not start:\n" + "".join(self.err[-20:]))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def idle(seconds: float = 20.0) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        room = quiet_room(Path(tmp) / "room.wav", seconds + 15)
+        run = Started(
+            "--audio-file", str(room), "--realtime", "--probe", "host",
+            "--spool-dir", str(Path(tmp) / "spool"),
+        )  # fmt: skip
+        try:
+            run.wait_for("listening:")
+            time.sleep(2.0)  # start-up work (warm-up, the first polls) out of the way
+            pid = run.process.pid
+            cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(seconds)
+            cpu1, wall1 = cpu_seconds(pid), time.monotonic()
+            rss = rss_mib(pid)
+        finally:
+            run.stop()
+    return {"cpu": (cpu1 - cpu0) / (wall1 - wall0), "rss_mib": rss, "seconds": wall1 - wall0}
+
+
+def first_utterance() -> dict[str, float]:
+    """The same sentence three times, 2 s apart: the STT time of the first against the rest."""
+    import json
+
+    import numpy as np
+    import soundfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        voice, _ = soundfile.read(AUDIO / "voice-us.wav", dtype="float32")
+        pause = np.zeros(32000, np.float32)
+        path = Path(tmp) / "three.wav"
+        soundfile.write(
+            path, np.concatenate([pause, voice, pause, voice, pause, voice, pause]), 16000
+        )
+        events = Path(tmp) / "events.jsonl"
+        done = subprocess.run(
+            [*_daemon(), "--audio-file", str(path), "--probe", "none", "--events", str(events),
+             "--spool-dir", str(Path(tmp) / "spool")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        del done
+        stt = [
+            record["stt_s"]
+            for record in map(json.loads, events.read_text().splitlines())
+            if record["type"] == "utterance"
+        ]
+    return {"first": stt[0], "others": sum(stt[1:]) / len(stt[1:])}
+
+
+def main() -> list[tuple[str, str]]:
+    quiet = idle()
+    first = first_utterance()
+    return [
+        (
+            "listening to silence: CPU (of one core), resident memory",
+            f"{quiet['cpu']:.2%}, {quiet['rss_mib']:.0f} MiB (over {quiet['seconds']:.0f} s)",
+        ),
+        (
+            "first utterance after start vs the next ones (STT time)",
+            f"{first['first']:.2f} s vs {first['others']:.2f} s",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for name, value in main():
+        print(f"{name:<58} {value}")

@@ -1,0 +1,140 @@
+"""The daemon's life with in-memory parts: a worker that cannot be restarted is an orderly
+stop with a non-zero status, the watchdog is fed only while every worker lives, and the
+status and final report show each worker's health."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import attrs
+
+from swictation.adapters.memory import (
+    EnergyVoiceDetector,
+    EventList,
+    FakeClock,
+    InMemoryModelHost,
+    ListAudioSource,
+    ListOutput,
+    NoProbe,
+    ScriptedRecognizer,
+)
+from swictation.adapters.spool import Spool
+from swictation.application.config import DaemonSettings
+from swictation.application.container import DaemonParts
+from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon
+from swictation.application.services.guard import GuardService
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.application.services.stop import StopSignal
+from swictation.application.services.workers import Workers
+from swictation.domain.model import ModelState
+from swictation.domain.policy import GuardPolicy
+from swictation.domain.recovery import RecoveryTracker
+from tests.unit.test_pipeline import audio
+
+
+@attrs.frozen
+class RecordedParts(DaemonParts):
+    told: list[str] = attrs.field(factory=list)
+
+    def notify(self, state: str) -> None:
+        self.told.append(state)
+
+
+class DyingSource(ListAudioSource):
+    """A microphone that delivers one sentence, then fails at every attempt to read it."""
+
+    def __init__(self, blocks):
+        super().__init__(blocks)
+        self.attempts = 0
+
+    def blocks(self):
+        self.attempts += 1
+        if self.attempts == 1:
+            yield from super().blocks()
+        raise OSError("the audio device went away")
+
+
+def daemon_with(source, tmp_path, watchdog_s=0.01):
+    clock = FakeClock()
+    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
+    events = EventList()
+    workers = Workers(max_restarts=2, backoff_s=0.0)
+    pipeline = DictationPipeline(
+        source,
+        EnergyVoiceDetector(0.05),
+        ScriptedRecognizer(["hello"]),
+        ListOutput(),
+        RecoveringRunner(host, RecoveryTracker(), events, clock),
+        events,
+        Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
+        workers=workers,
+    )
+    stop = StopSignal()
+    guard = GuardService(
+        NoProbe(clock), host, GuardPolicy(), events, clock, on_shutdown=stop.shutdown
+    )
+    parts = RecordedParts(pipeline, guard, events, stop, watchdog_s)
+    return Daemon(DaemonSettings(audio_file="rehearsal.wav"), parts), parts
+
+
+def test_a_worker_that_cannot_be_restarted_stops_in_order_with_status_4(tmp_path, caplog):
+    source = DyingSource(audio(("speech", 0.6), ("silence", 1.0)))
+    daemon, parts = daemon_with(source, tmp_path)
+    with caplog.at_level(logging.INFO, logger="swictation"):
+        code = daemon.run()
+    assert code == EXIT_WORKER_FAILED
+    assert source.attempts == 3  # the first run and two restarts
+    # The sentence heard before the failure was transcribed or kept, never lost.
+    typed = daemon.pipeline._output.lines
+    kept = list((tmp_path / "spool").glob("*.wav"))
+    assert len(typed) + len(kept) == 1
+    health = daemon.health()
+    assert health["capture"]["state"] == "failed"
+    assert health["capture"]["restarts"] == 2
+    assert "OSError: the audio device went away" in health["capture"]["last_error"]
+    assert "READY=1" in parts.told and parts.told[-1] == "STOPPING=1"
+    text = caplog.text
+    assert "worker capture failed and cannot be restarted" in text
+    assert "capture failed (3 errors, 2 restarts)" in text  # the final report
+    assert "exiting with status 4" in text
+
+
+def test_the_watchdog_is_fed_only_while_every_worker_lives(tmp_path):
+    release = threading.Event()
+
+    class Held(ListAudioSource):
+        def blocks(self):
+            yield from super().blocks()
+            release.wait(30)  # a quiet microphone: capture goes on
+
+    daemon, parts = daemon_with(Held(audio(("silence", 0.5))), tmp_path)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        _wait(lambda: parts.told.count("WATCHDOG=1") >= 3)
+        assert daemon.all_alive()
+        daemon.guard.stop()  # the guard's thread ends: a worker is no longer alive
+        _wait(lambda: not daemon.guard.running)
+        _wait(lambda: not daemon._fed)
+        fed = parts.told.count("WATCHDOG=1")
+        ticks = daemon.watch_ticks
+        _wait(lambda: daemon.watch_ticks >= ticks + 5)  # five more watches, none feeds it
+        assert parts.told.count("WATCHDOG=1") == fed
+        assert daemon.status()["healthy"] is False
+        assert daemon.status()["workers"]["guard"]["state"] == "stopped"
+    finally:
+        daemon.stop("test over")
+        release.set()
+        runner.join(30)
+    assert not runner.is_alive()
+
+
+def _wait(predicate, timeout: float = 30.0) -> None:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        done.wait(0.01)
+    raise AssertionError("timed out waiting")
