@@ -11,9 +11,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import daemon_bench
+import mic_bench
 import replay_bench
 
-BENCHES = {"replay": replay_bench.main, "daemon": daemon_bench.main}
+BENCHES = {"replay": replay_bench.main, "daemon": daemon_bench.main, "mic": mic_bench.main}
 
 
 def machine() -> str:
