@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from tests.e2e.conftest import BIN, run_command
-from tests.e2e.test_daemon import word_error_rate
+from tests.e2e.test_daemon import word_error_rate, words
 from tests.sound_server import SoundServer
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
@@ -187,7 +187,7 @@ def test_toggling_off_mid_sentence_transcribes_what_was_said(live, sound_server,
 
     daemon = live()
     player = sound_server.play_in_background(AUDIO / US[0])
-    time.sleep(1.5)  # "The weather today" has been said
+    time.sleep(1.8)  # "The weather today" has been said
     # Straight over the socket: a client process could take long enough to start on a busy
     # machine that the sentence would be over.
     assert request(daemon.socket, {"cmd": "toggle"}) == {"ok": True, "listening": False}
@@ -197,7 +197,8 @@ def test_toggling_off_mid_sentence_transcribes_what_was_said(live, sound_server,
     sound_server.play(AUDIO / FEMALE[0])
     assert daemon.stop() == 0, daemon.log_text  # a stop transcribes what is pending
     assert len(daemon.lines) == 2, daemon.lines
-    assert "weather" in daemon.lines[0].lower(), daemon.lines
+    # The cut sentence: tiny.en may mishear its first words out of context, not "today".
+    assert "today" in words(daemon.lines[0]), daemon.lines
     assert "lunch" not in " ".join(daemon.lines).lower()
     assert word_error_rate(FEMALE[1], daemon.lines[1]) <= 0.2, daemon.lines
 
