@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=["canary2", "canary"])
 def canary_path(request, tmp_path_factory) -> Path:
-    """canary2 is the prompt format of canary-1b-flash; canary that of canary-1b."""
+    """Both prompt formats NeMo ships for Canary: canary (canary-1b) and canary2 (with the
+    timestamp slot that canary-1b-flash's timestamps use)."""
     return build_tiny_canary(tmp_path_factory.mktemp(request.param), request.param)
 
 
