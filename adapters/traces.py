@@ -5,12 +5,14 @@ from __future__ import annotations
 import bisect
 import csv
 import datetime as dt
+import itertools
 import json
 import math
 import re
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, overload
 
 import attrs
 
@@ -29,6 +31,7 @@ _UNITS = {
     "tb": 1e12 / 2**20,
 }
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_INF = math.inf
 _NOT_AVAILABLE = ("[n/a]", "n/a", "[not supported]", "not supported")
 
 
@@ -38,16 +41,19 @@ class TraceError(Exception):
     def __init__(self, path: str | Path, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {message}")
+        self.line = line
 
 
 @attrs.frozen
 class Trace:
     path: str
     format: str
-    times: list[float]
-    used_mib: list[float]
-    total_mib: list[float]
-    own_mib: list[float] | None = None
+    # Compact columns (a 10-million-row file stays in memory): float64 times from the start,
+    # float32 memory figures, and the card's size stored once while it does not change.
+    times: Sequence[float]
+    used_mib: Sequence[float]
+    total_mib: Sequence[float]
+    own_mib: Sequence[float] | None = None
     gpu: str = "0"
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
@@ -139,6 +145,89 @@ class _Stamps:
         return self._days[text]
 
 
+MAX_LINE = 1 << 20  # 1 MiB: no trace line comes near it; a longer one is not a trace
+# A field may be as long as a line: the line's own limit speaks first, naming the line.
+csv.field_size_limit(MAX_LINE + 1)
+
+
+class _Lines:
+    """The file's lines, each at most MAX_LINE characters (a longer one is a TraceError
+    naming it), remembering whether the last one was cut off (no newline at the end)."""
+
+    def __init__(self, path: Path, handle: TextIO) -> None:
+        self._path = path
+        self._handle = handle
+        self.count = 0
+        self.cut = False
+        self.done = False
+
+    def __iter__(self) -> Iterator[str]:
+        readline = self._handle.readline
+        while True:
+            line = readline(MAX_LINE + 1)
+            if not line:
+                self.done = True
+                return
+            self.count += 1
+            if len(line) > MAX_LINE and not line.endswith("\n"):
+                raise TraceError(
+                    self._path,
+                    self.count,
+                    f"a line longer than {MAX_LINE // 1024} KiB; not a trace",
+                )
+            if not line.endswith("\n"):
+                self.cut = True
+            yield line
+
+    def at_cut_end(self, line: int | None) -> bool:
+        """Whether `line` is the last one and was cut off (a recording stopped mid-write)."""
+        return self.cut and line == self.count
+
+
+class Totals(Sequence[float]):
+    """The card's size per row: one number while it stays the same (it nearly always does),
+    an array of them once it changes."""
+
+    __slots__ = ("_count", "_value", "_values")
+
+    def __init__(self) -> None:
+        self._value = 0.0
+        self._count = 0
+        self._values: array[float] | None = None
+
+    def append(self, value: float) -> None:
+        if self._values is not None:
+            self._values.append(value)
+        elif self._count == 0 or value == self._value:
+            self._value = value
+            self._count += 1
+        else:
+            self._values = array("f", [self._value]) * self._count
+            self._values.append(value)
+
+    def __len__(self) -> int:
+        return self._count if self._values is None else len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
+        if self._values is not None:
+            return self._values[index]
+        if isinstance(index, slice):
+            return [self._value] * len(range(*index.indices(self._count)))
+        if not -self._count <= index < self._count:
+            raise IndexError("row out of range")
+        return self._value
+
+
+def _columns() -> tuple[array[float], array[float], Totals]:
+    return array("d"), array("f"), Totals()
+
+
 def sniff(path: Path) -> str:
     """'jsonl' or 'csv', from the first bytes; TraceError for empty or binary files."""
     try:
@@ -150,6 +239,7 @@ def sniff(path: Path) -> str:
         raise TraceError(path, None, "is a directory, expected a trace file") from None
     except PermissionError:
         raise TraceError(path, None, "permission denied") from None
+    head = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not content
     if not head.strip():
         raise TraceError(path, None, "the file is empty; expected nvidia-smi CSV or JSONL")
     if b"\x00" in head:
@@ -185,9 +275,11 @@ def read_trace(
         raise TraceError(path, None, f"--total-mib must be > 0, got {total_mib:g}")
     try:
         if kind == "jsonl":
-            trace = _read_jsonl(path, gpu, total_mib)
+            trace = _read_jsonl(path, gpu, total_mib, notice)
         else:
-            trace = _read_csv(path, gpu, total_mib, columns)
+            trace = _read_csv(path, gpu, total_mib, columns, notice)
+    except csv.Error as error:
+        raise TraceError(path, None, f"not CSV: {error}") from None
     except UnicodeDecodeError:
         raise TraceError(path, None, "not UTF-8 text; expected nvidia-smi CSV or JSONL") from None
     if not trace.times:
@@ -208,14 +300,22 @@ def _gpu_key_index(names: list[str]) -> int | None:
 
 
 def _read_csv(
-    path: Path, gpu: str | None, total_override: float | None, columns: Sequence[str] | None
+    path: Path,
+    gpu: str | None,
+    total_override: float | None,
+    columns: Sequence[str] | None,
+    notice: Callable[[str], None] | None = None,
 ) -> Trace:
-    with path.open("r", encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, skipinitialspace=True)
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        lines = _Lines(path, handle)
+        reader = csv.reader(lines, skipinitialspace=True)
         rows: Iterator[list[str]] = reader
         header: list[str] | None = None
         if columns:
             names = [normalise(c) for c in columns]
+            header, first_row = _own_header(reader, names)
+            if first_row is not None:
+                rows = itertools.chain([first_row], reader)
         else:
             first = next((r for r in rows if r and any(f.strip() for f in r)), None)
             if first is None:
@@ -230,16 +330,38 @@ def _read_csv(
                     "--columns, e.g. --columns timestamp,memory.used,memory.total",
                 )
             header = first
-        return _csv_rows(path, reader, names, header, gpu, total_override)
+        try:
+            return _csv_rows(path, reader, rows, names, header, gpu, total_override, lines, notice)
+        except csv.Error as error:
+            raise TraceError(path, reader.line_num or None, f"not CSV: {error}") from None
+
+
+def _own_header(reader: Any, names: list[str]) -> tuple[list[str] | None, list[str] | None]:
+    """With --columns, a first line that is not data is the file's own header: skipped (its
+    names replaced by the given ones). Returns (header, None), or (None, the first row)."""
+    first: list[str] | None = next(reader, None)
+    if first is None:
+        return None, None
+    i_time = names.index("timestamp") if "timestamp" in names else None
+    try:
+        if i_time is None or i_time >= len(first):
+            raise ValueError("no timestamp")
+        _Stamps()(first[i_time])
+    except ValueError:
+        return first, None
+    return None, first
 
 
 def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000 in a day at 10 Hz), kept inline with its fast path
     path: Path,
     reader: Any,
+    rows: Iterator[list[str]],
     names: list[str],
     header: list[str] | None,
     gpu: str | None,
     total_override: float | None,
+    lines: _Lines,
+    notice: Callable[[str], None] | None,
 ) -> Trace:
     def col(name: str) -> int | None:
         return names.index(name) if name in names else None
@@ -273,9 +395,7 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     width = len(names)
     stamps = _Stamps()
     minutes = stamps.minutes
-    times: list[float] = []
-    used: list[float] = []
-    total: list[float] = []
+    times, used, total = _columns()
     gpus: list[str] = []
     seen: set[str] = set()
     chosen = gpu
@@ -292,87 +412,101 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
         return header_key is not None and [f.strip() for f in row] == header_key
 
     fast = i_used is not None and i_total is not None and total_override is None
-    # The fast path handles the common row (same GPU, same total, a cached minute) inline;
-    # anything else goes through the careful path, which also fills the caches.
-    for row in reader:
-        if fast and len(row) == width:
-            try:
-                stamp = row[i_time]
-                if (
-                    stamp[16] == ":"
-                    and row[i_total] == last_total_text
-                    and (i_gpu is None or row[i_gpu] == chosen_raw)
-                ):
-                    t = minutes[stamp[:16]] + float(stamp[17:])
-                    text = row[i_used]
-                    value = float(text[:-4]) if text.endswith(" MiB") else float(text)
-                    if value >= 0 and t >= last_t:
-                        last_t = t
-                        times.append(t)
-                        used.append(value)
-                        total.append(size)
-                        continue
-            except (KeyError, ValueError, IndexError):
-                pass
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) != width:
-            if repeated_header(row):
+    assert i_time is not None  # checked above; said again for the type checker
+    # Columns the fast path may use only when `fast` says they exist.
+    c_total, c_used, c_free = (-1 if c is None else c for c in (i_total, i_used, i_free))
+    try:
+        # The fast path handles the common row (same GPU, same total, a cached minute) inline;
+        # anything else goes through the careful path, which also fills the caches.
+        for row in rows:
+            if fast and len(row) == width:
+                try:
+                    stamp = row[i_time]
+                    if (
+                        stamp[16] == ":"
+                        and row[c_total] == last_total_text
+                        and (i_gpu is None or row[i_gpu] == chosen_raw)
+                    ):
+                        t = minutes[stamp[:16]] + float(stamp[17:])
+                        text = row[c_used]
+                        value = float(text[:-4]) if text.endswith(" MiB") else float(text)
+                        if 0 <= value < _INF and last_t <= t < _INF:
+                            last_t = t
+                            times.append(t)
+                            used.append(value)
+                            total.append(size)
+                            continue
+                except (KeyError, ValueError, IndexError):
+                    pass
+            if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            raise TraceError(
-                path,
-                reader.line_num,
-                f"expected {width} fields ({', '.join(names)}), found {len(row)}",
-            )
-        if i_gpu is not None:
-            raw = row[i_gpu]
-            key = raw.strip()
-            if key not in seen:
+            if len(row) != width:
                 if repeated_header(row):
                     continue
-                seen.add(key)
-                # A UUID or bus id is named by its order of appearance, as nvidia-smi counts.
-                gpus.append(key if by_index else str(len(gpus)))
-                aliases[key] = gpus[-1]
-            key = aliases[key]
-            if chosen is None:
-                chosen = key
-            if key != chosen:
-                continue
-            chosen_raw = raw
-        try:
-            t = stamps(row[i_time])
-            if total_override is not None:
-                size = total_override
-            else:
-                assert i_total is not None
-                size = _memory(row[i_total])
-                last_total_text = row[i_total]
-            value = _memory(row[i_used]) if i_used is not None else size - _memory(row[i_free])
-        except ValueError as error:
-            if repeated_header(row):
-                continue
-            raise TraceError(path, reader.line_num, str(error)) from None
-        if not size > 0:
-            raise TraceError(path, reader.line_num, f"memory.total must be > 0, got {size:g}")
-        if value < 0:
-            raise TraceError(path, reader.line_num, f"memory.used must be >= 0, got {value:g}")
-        if t < last_t:
-            raise TraceError(path, reader.line_num, "timestamps go backwards")
-        last_t = t
-        times.append(t)
-        used.append(value)
-        total.append(size)
+                raise TraceError(
+                    path,
+                    reader.line_num,
+                    f"expected {width} fields ({', '.join(names)}), found {len(row)}",
+                )
+            if i_gpu is not None:
+                raw = row[i_gpu]
+                key = raw.strip()
+                if key not in seen:
+                    if repeated_header(row):
+                        continue
+                    seen.add(key)
+                    # A UUID or bus id is named by its order of appearance, as nvidia-smi counts.
+                    gpus.append(key if by_index else str(len(gpus)))
+                    aliases[key] = gpus[-1]
+                key = aliases[key]
+                if chosen is None:
+                    chosen = key
+                if key != chosen:
+                    continue
+                chosen_raw = raw
+            try:
+                t = stamps(row[i_time])
+                if total_override is not None:
+                    size = total_override
+                else:
+                    assert i_total is not None
+                    size = _memory(row[i_total])
+                    last_total_text = row[i_total]
+                value = _memory(row[c_used]) if i_used is not None else size - _memory(row[c_free])
+            except ValueError as error:
+                if repeated_header(row):
+                    continue
+                raise TraceError(path, reader.line_num, str(error)) from None
+            for label, number in (("timestamp", t), ("memory.total", size), ("memory.used", value)):
+                if not math.isfinite(number):
+                    raise TraceError(
+                        path, reader.line_num, f"{label} must be a finite number, got {number}"
+                    )
+            if not size > 0:
+                raise TraceError(path, reader.line_num, f"memory.total must be > 0, got {size:g}")
+            if value < 0:
+                raise TraceError(path, reader.line_num, f"memory.used must be >= 0, got {value:g}")
+            if t < last_t:
+                raise TraceError(path, reader.line_num, "timestamps go backwards")
+            last_t = t
+            times.append(t)
+            used.append(value)
+            total.append(size)
+    except TraceError as error:
+        if not lines.at_cut_end(error.line):
+            raise
+        if notice is not None:
+            notice(f"{path}:{error.line}: the last line is cut off; dropped")
     return _finish(path, "nvidia-smi", times, used, total, None, gpu, chosen, gpus, ())
 
 
 def _finish(
     path: Path,
     fmt: str,
-    times: list[float],
-    used: list[float],
-    total: list[float],
-    own: list[float] | None,
+    times: array[float],
+    used: Sequence[float],
+    total: Sequence[float],
+    own: Sequence[float] | None,
     asked: str | None,
     chosen: str | None,
     gpus: list[str],
@@ -384,6 +518,8 @@ def _finish(
             path, None, f"no GPU {asked} in this trace (it holds GPUs {', '.join(gpus)})"
         )
     start = times[0] if times else 0.0
+    for i in range(len(times)):  # in place: a copy of ten million times would double them
+        times[i] -= start
     merged: list[tuple[float, float]] = []
     for begin, end in sorted(busy or ()):
         if merged and begin <= merged[-1][1]:
@@ -393,7 +529,7 @@ def _finish(
     return Trace(
         str(path),
         fmt,
-        [t - start for t in times],
+        times,
         used,
         total,
         own,
@@ -404,25 +540,33 @@ def _finish(
     )
 
 
-def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Trace:  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in reading order
-    times: list[float] = []
-    used: list[float] = []
-    total: list[float] = []
-    own: list[float] = []
+def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in reading order
+    path: Path,
+    gpu: str | None,
+    total_override: float | None,
+    notice: Callable[[str], None] | None = None,
+) -> Trace:
+    times, used, total = _columns()
+    own = array("f")
     models: dict[str, float] = {}
     gpus: list[str] = []
     chosen = gpu
     has_own = False
     offset = 0.0
     busy: list[tuple[float, float]] = []
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("r", encoding="utf-8-sig") as handle:
+        lines = _Lines(path, handle)
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TraceError(path, number, f"not a JSON object: {error.msg}") from None
+                record = _json_line(path, number, line)
+            except TraceError:
+                if not lines.at_cut_end(number):
+                    raise
+                if notice is not None:
+                    notice(f"{path}:{number}: the last line is cut off; dropped")
+                break
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
@@ -490,6 +634,17 @@ def _read_jsonl(path: Path, gpu: str | None, total_override: float | None) -> Tr
     )
 
 
+def _json_line(path: Path, number: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise TraceError(path, number, f"not a JSON object: {error.msg}") from None
+    except RecursionError:
+        raise TraceError(path, number, "JSON nested too deeply; not a trace line") from None
+    except ValueError as error:  # an integer of thousands of digits
+        raise TraceError(path, number, f"not a trace line: {error}") from None
+
+
 def _busy_span(
     path: Path, line: int, record: dict[str, Any], offset: float = 0.0
 ) -> tuple[float, float]:
@@ -504,10 +659,15 @@ def _busy_span(
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
     value = record.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TraceError(path, line, f"{key} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise TraceError(path, line, f"{key} must be a finite number, got {value!r}")
-    return float(value)
+        raise TraceError(path, line, f"{key} must be a number, got {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        shown = repr(value) if isinstance(value, float) else f"a {len(str(value))}-digit number"
+        raise TraceError(path, line, f"{key} must be a finite number, got {shown}")
+    return number
 
 
 class TraceProbe(GpuProbe):

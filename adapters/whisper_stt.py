@@ -39,6 +39,16 @@ class WhisperRecognizer(SpeechRecognizer):
         self._language = language
         self._beam = beam_size
 
+    def warm_up(self) -> None:
+        """One second of quiet through the model: its first call costs several times more."""
+        import numpy as np
+
+        noise = np.random.default_rng(0).normal(0.0, 1e-3, 16000).astype(np.float32)
+        segments, _ = self._host.model(self._model).transcribe(
+            noise, beam_size=self._beam, language=self._language, without_timestamps=True
+        )
+        list(segments)
+
     def transcribe(self, block: AudioBlock) -> str:
         model = self._host.model(self._model)
         segments, _ = model.transcribe(

@@ -19,9 +19,10 @@ from dependency_injector import containers, providers
 
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
-from swictation.adapters.control_socket import ControlServer, default_socket_path
+from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
+from swictation.adapters.dbus import DbusPressurePublisher, DbusUnavailableError, TeeEventSink
 from swictation.adapters.events import JsonlEventSink, NullEventSink
-from swictation.adapters.faults import FaultyRecognizer
+from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
 from swictation.adapters.host_memory import HostMemoryProbe
 from swictation.adapters.memory import FakeClock, InMemoryModelHost, NoProbe, ResidentModelsProbe
 from swictation.adapters.microphone import MicrophoneSource
@@ -30,6 +31,7 @@ from swictation.adapters.nvml import NvmlProbe
 from swictation.adapters.simulated import SimulatedGpuHost
 from swictation.adapters.spool import Spool
 from swictation.adapters.systemd import notify, watchdog_interval_s
+from swictation.adapters.tenants import SimulatedTenant, http_tenant
 from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
@@ -48,10 +50,12 @@ from swictation.application.config import (
     Fault,
     GuardSection,
     ProbeKind,
+    TenantSection,
     ThresholdsSection,
     converter,
 )
 from swictation.application.entrypoints.presenters import status_line
+from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
@@ -113,9 +117,9 @@ def _device(wanted: str) -> str:
 
 
 def _silero_residency() -> Any:
-    from swictation.adapters.silero import load_silero
+    from swictation.adapters.silero import OnnxResidency
 
-    return TorchResidency(load_silero())
+    return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
 def _whisper_residency(model: str | None, device: str) -> Any:
@@ -131,9 +135,7 @@ def _nemo_residency(model: str | None) -> Any:
     return TorchResidency(load_nemo(model, "cpu"))
 
 
-def _loaded_models(
-    vad: Any, stt: Any, device: str, events: EventSink, clock: Any, t0: float
-) -> Iterator[RealModelHost]:
+def _loaded_models(vad: Any, stt: Any, device: str) -> Iterator[RealModelHost]:
     """The models loaded and placed; released (GPU memory given back) at shutdown."""
     host = RealModelHost()
     host.register("vad", vad)
@@ -143,6 +145,14 @@ def _loaded_models(
             moved = host.move(name, "cuda")
             if not moved.done:
                 log.warning("%s stays on the CPU: %s", name, moved.reason)
+    try:
+        yield host
+    finally:
+        host.release_all()
+
+
+def _announced(host: RealModelHost, events: EventSink, clock: Any, t0: float) -> RealModelHost:
+    """Each model's size and place, in the log and the flight recorder (replay reads them)."""
     for model in host.models():
         log.info("model %s: %.1f MiB on %s", model.name, model.size_mib, host.device(model.name))
         events.emit(
@@ -153,15 +163,18 @@ def _loaded_models(
                 detail={"size_mib": round(model.size_mib, 1), "device": host.device(model.name)},
             )
         )
-    try:
-        yield host
-    finally:
-        host.release_all()
+    return host
 
 
 def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     return tuple(
-        ModelState(m["name"], m["size_mib"], offloadable=m.get("offloadable", True)) for m in models
+        ModelState(
+            m["name"],
+            m["size_mib"],
+            offloadable=m.get("offloadable", True),
+            working_mib=m.get("working_mib", 0.0),
+        )
+        for m in models
     )
 
 
@@ -192,12 +205,28 @@ def _silero_detector(host: Any) -> Any:
     return SileroVoiceDetector(host, "vad")
 
 
+def _faults_anywhere(host: Any) -> bool:
+    """Without any GPU (real, or simulated under `--probe trace`), injected faults fire
+    whatever the device: a rehearsal must do something on a CPU-only machine too."""
+    return not isinstance(host, SimulatedGpuHost | InMemoryModelHost) and not cuda_available()
+
+
 def _with_faults(recognizer: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
     for plain in faults:
         fault = converter.structure(plain, Fault)
         if fault.model == "stt":
-            recognizer = FaultyRecognizer(recognizer, host, fault.model, fault.kind, fault.count)
+            recognizer = FaultyRecognizer(
+                recognizer, host, fault.model, fault.kind, fault.count, _faults_anywhere(host)
+            )
     return recognizer
+
+
+def _vad_with_faults(vad: Any, host: Any, faults: Sequence[dict[str, Any]]) -> Any:
+    for plain in faults:
+        fault = converter.structure(plain, Fault)
+        if fault.model == "vad":
+            vad = FaultyVoiceDetector(vad, host, fault.kind, fault.count, _faults_anywhere(host))
+    return vad
 
 
 def _file_output(path: str | None) -> FileOutput:
@@ -206,13 +235,83 @@ def _file_output(path: str | None) -> FileOutput:
     return FileOutput(path)
 
 
-def _control_server(socket: str | None, handler: Any) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), handler)
+def _socket_lock(socket: str | None) -> Iterator[SocketLock]:
+    lock = SocketLock.take(socket or str(default_socket_path()))
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _control_server(socket: str | None, handler: Any, lock: SocketLock) -> Iterator[ControlServer]:
+    server = ControlServer(socket or str(default_socket_path()), handler, lock=lock)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def _dbus_publisher(enabled: bool) -> Iterator[DbusPressurePublisher | None]:
+    """The level on the D-Bus session bus, where one exists and jeepney is installed."""
+    if not enabled:
+        yield None
+        return
+    try:
+        publisher = DbusPressurePublisher()
+    except DbusUnavailableError as error:
+        log.info("the memory level is not published on D-Bus: %s", error)
+        yield None
+        return
+    log.info("publishing the memory level on the D-Bus session bus as %s", publisher.unique_name)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
+def _published(recorder: EventSink, publisher: DbusPressurePublisher | None) -> EventSink:
+    return recorder if publisher is None else TeeEventSink(recorder, publisher)
+
+
+def _named(kinds: Sequence[str]) -> list[str]:
+    """Each tenant named by its kind, `kind#2` for a second of the same kind."""
+    seen: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        seen[kind] = seen.get(kind, 0) + 1
+        names.append(kind if seen[kind] == 1 else f"{kind}#{seen[kind]}")
+    return names
+
+
+def _tenant_broker(
+    tables: Sequence[dict[str, Any]], events: EventSink, clock: Any, probe: Any, tuning: Tuning
+) -> Iterator[TenantBroker | None]:
+    """The co-tenants of [[tenants]] (None without any); closed before the flight recorder,
+    so that asks in flight are recorded."""
+    sections = [converter.structure(t, TenantSection) for t in tables]
+    if not sections:
+        yield None
+        return
+    specs = []
+    for name, section in zip(_named([str(t.kind) for t in sections]), sections, strict=True):
+        tenant = http_tenant(str(section.kind), section.url, section.models)
+        specs.append(TenantSpec(name, tenant, section.priority, section.idle_only))
+        log.info("co-tenant %s at %s", name, tenant.url)
+    broker = TenantBroker(specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def simulated_tenants(
+    tenants: Sequence[SimulatedTenant], events: EventSink, clock: Any
+) -> TenantBroker:
+    """Replay's co-tenants: asked at once, in the simulation's own time."""
+    names = _named([t.kind for t in tenants])
+    specs = [TenantSpec(name, tenant) for name, tenant in zip(names, tenants, strict=True)]
+    return TenantBroker(specs, events, clock, threaded=False)
 
 
 def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
@@ -253,10 +352,18 @@ class Container(containers.DeclarativeContainer):
     stop = providers.Singleton(StopSignal)
 
     event_log = providers.Resource(_jsonl_events, config.daemon.events)
-    events = providers.Selector(
+    recorder = providers.Selector(
         config.run.events,
         none=providers.Singleton(NullEventSink),
         jsonl=event_log,
+    )
+    dbus = providers.Resource(_dbus_publisher, config.daemon.dbus)
+    # The daemon's level changes also go out on D-Bus; record and replay only record.
+    events = providers.Selector(
+        config.run.mode,
+        daemon=providers.Singleton(_published, recorder, dbus),
+        record=recorder,
+        replay=recorder,
     )
 
     thresholds = providers.Singleton(_thresholds, config.thresholds)
@@ -271,14 +378,13 @@ class Container(containers.DeclarativeContainer):
         whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
         nemo=providers.Singleton(_nemo_residency, config.stt.model),
     )
-    models = providers.Resource(
-        _loaded_models, vad_model, stt_model, device, events, clock, start_time
-    )
+    models = providers.Resource(_loaded_models, vad_model, stt_model, device)
+    announced = providers.Singleton(_announced, models, events, clock, start_time)
     host = providers.Selector(
         config.run.host,
-        real=models,
+        real=announced,
         # Without a GPU, `--probe trace` rehearses residency as replay does.
-        simulated=providers.Singleton(SimulatedGpuHost, models, clock, tuning),
+        simulated=providers.Singleton(SimulatedGpuHost, announced, clock, tuning),
         memory=providers.Singleton(
             InMemoryModelHost,
             clock,
@@ -305,6 +411,13 @@ class Container(containers.DeclarativeContainer):
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
+    tenant_broker = providers.Resource(_tenant_broker, config.tenants, events, clock, probe, tuning)
+    tenants = providers.Selector(
+        config.run.mode,
+        daemon=tenant_broker,
+        record=providers.Object(None),
+        replay=providers.Object(None),  # `simulate` puts replay's simulated tenants here
+    )
 
     # -- dictation ---------------------------------------------------------------------------
     source = providers.Selector(
@@ -321,6 +434,7 @@ class Container(containers.DeclarativeContainer):
         nemo=providers.Singleton(_nemo, host, config.stt.language),
     )
     stt = providers.Singleton(_with_faults, recognizer, host, config.run.faults)
+    checked_vad = providers.Singleton(_vad_with_faults, vad, host, config.run.faults)
     output = providers.Selector(
         config.output.kind,
         stdout=providers.Singleton(StdoutOutput),
@@ -332,7 +446,7 @@ class Container(containers.DeclarativeContainer):
     pipeline = providers.Singleton(
         DictationPipeline,
         source=source,
-        vad=vad,
+        vad=checked_vad,
         stt=stt,
         output=output,
         runner=runner,
@@ -362,6 +476,7 @@ class Container(containers.DeclarativeContainer):
         on_shutdown=stop.provided.shutdown,
         record_samples=config.run.record_samples,
         start_time=start_time,
+        tenants=tenants,
     )
 
     daemon = providers.Singleton(
@@ -376,8 +491,13 @@ class Container(containers.DeclarativeContainer):
             providers.Callable(watchdog_interval_s),
         ),
     )
+    # One daemon per socket: the lock is taken before any model loads and held to the end.
+    socket_lock = providers.Resource(_socket_lock, config.control.socket)
+    control_lock = providers.Selector(
+        config.run.control, on=socket_lock, off=providers.Object(None)
+    )
     control_server = providers.Resource(
-        _control_server, config.control.socket, daemon.provided.handle
+        _control_server, config.control.socket, daemon.provided.handle, socket_lock
     )
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
@@ -389,7 +509,15 @@ class Container(containers.DeclarativeContainer):
     )
 
 
-_RESOURCES_IN_STOP_ORDER = ("control_server", "models", "event_log", "nvml")
+_RESOURCES_IN_STOP_ORDER = (
+    "control_server",
+    "models",
+    "tenant_broker",
+    "dbus",
+    "event_log",
+    "nvml",
+    "socket_lock",
+)
 
 
 def shutdown(container: Container) -> None:
@@ -495,8 +623,10 @@ def simulate(
     events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
     series_points: int = 0,
+    tenants: Sequence[SimulatedTenant] = (),
 ) -> SimulationReport:
-    """Replay and the policy tests: `policy` run by the replay container over a trace."""
+    """Replay and the policy tests: `policy` run by the replay container over a trace, with
+    `tenants` (their memory part of `used_mib`) asked to release as the policy decides."""
     if len(times) == 0:
         raise ValueError("nothing to simulate: no samples")
     container = replay_container(float(times[0]), models)
@@ -508,6 +638,9 @@ def simulate(
     if busy is not None:
         clock = container.clock()
         container.busy.override(providers.Object(lambda: busy(clock.now())))
+    if tenants:
+        broker = simulated_tenants(tenants, container.events(), container.clock())
+        container.tenants.override(providers.Object(broker))
     return run_simulation(
         container.simulation(), times, used_mib, total_mib, own_mib, progress, series_points
     )

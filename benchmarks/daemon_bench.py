@@ -5,6 +5,7 @@ cost (CPU and memory) at the default and the fastest polling interval."""
 from __future__ import annotations
 
 import statistics
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DICTATION = ROOT / "examples" / "audio" / "dictation.wav"
 
 
-def _parts(realtime: bool):
+def _parts(realtime: bool, spool_dir: Path | None = None):
     from swictation.adapters.audio_file import FileAudioSource
     from swictation.adapters.clock import SystemClock
     from swictation.adapters.memory import EventList, ListOutput
@@ -41,7 +42,7 @@ def _parts(realtime: bool):
         output,
         RecoveringRunner(host, RecoveryTracker(), events, SystemClock()),
         events,
-        Spool(Path("/nonexistent-spool")),
+        Spool(spool_dir or Path(tempfile.mkdtemp(prefix="swictation-bench-"))),
         realtime=realtime,
     )
     return host, pipeline, output
@@ -90,6 +91,21 @@ def pipeline_rtf(runs: int = 3) -> dict[str, float]:
                 "utterances": stats.utterances,
             }
     return best
+
+
+def spool_cost() -> tuple[float, float]:
+    """Bytes the write-ahead spool writes per minute of speech (every utterance as WAV when
+    queued, speech in progress as raw samples), and the real-time factor with it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _, pipeline, _ = _parts(realtime=False, spool_dir=Path(tmp))
+        began = time.perf_counter()
+        pipeline.start_worker()
+        pipeline.capture()
+        pipeline.finish(None)
+        took = time.perf_counter() - began
+        written = pipeline.spool.written_bytes
+        speech_min = pipeline.stats.audio_s / 60
+    return written / speech_min / 2**20, took
 
 
 def latency() -> dict[str, float]:
@@ -159,6 +175,7 @@ def main() -> list[tuple[str, str]]:
     vad, duration = vad_rtf()
     rtf = pipeline_rtf()
     lat = latency()
+    disk, _ = spool_cost()
     calm = guard_cost(2.0, 20.0)
     fast = guard_cost(0.1, 10.0)
     return [
@@ -177,6 +194,7 @@ def main() -> list[tuple[str, str]]:
             "last voiced sample -> text, p50 / p95 (incl. 0.8 s silence)",
             f"{lat['speech_p50']:.2f} s / {lat['speech_p95']:.2f} s",
         ),
+        ("write-ahead spool: disk written per minute of speech", f"{disk:.2f} MiB"),
         (
             "guard at 2 s: CPU, memory",
             f"{calm[0]:.4%} of a core, {calm[1] / 1024:.0f} KiB ({calm[2]} polls)",

@@ -24,11 +24,11 @@ def _daemon() -> list[str]:
     return [str(found)] if found.exists() else [sys.executable, "-m", "swictation.daemon"]
 
 
-def quiet_room(path: Path, seconds: float) -> Path:
+def quiet_room(path: Path, seconds: float, dbfs: float = -70.0) -> Path:
     import numpy as np
     import soundfile
 
-    noise = np.random.default_rng(8).normal(0.0, 10 ** (-70 / 20), int(seconds * 16000))
+    noise = np.random.default_rng(8).normal(0.0, 10 ** (dbfs / 20), int(seconds * 16000))
     soundfile.write(path, noise.astype(np.float32), 16000)
     return path
 
@@ -72,9 +72,9 @@ class Started:
         self.process.wait(60)
 
 
-def idle(seconds: float = 20.0) -> dict[str, float]:
+def idle(seconds: float = 20.0, dbfs: float = -70.0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        room = quiet_room(Path(tmp) / "room.wav", seconds + 15)
+        room = quiet_room(Path(tmp) / "room.wav", seconds + 15, dbfs)
         run = Started(
             "--audio-file", str(room), "--realtime", "--probe", "host",
             "--spool-dir", str(Path(tmp) / "spool"),
@@ -123,11 +123,16 @@ def first_utterance() -> dict[str, float]:
 
 def main() -> list[tuple[str, str]]:
     quiet = idle()
+    noisy = idle(dbfs=-50.0)
     first = first_utterance()
     return [
         (
-            "listening to silence: CPU (of one core), resident memory",
+            "listening to a quiet room (-70 dBFS): CPU of one core, RSS",
             f"{quiet['cpu']:.2%}, {quiet['rss_mib']:.0f} MiB (over {quiet['seconds']:.0f} s)",
+        ),
+        (
+            "listening to a noisy room (-50 dBFS, VAD on every block)",
+            f"{noisy['cpu']:.2%}, {noisy['rss_mib']:.0f} MiB (over {noisy['seconds']:.0f} s)",
         ),
         (
             "first utterance after start vs the next ones (STT time)",

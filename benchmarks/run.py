@@ -10,11 +10,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import advise_bench
 import daemon_bench
+import idle_bench
+import memory_bench
 import mic_bench
 import replay_bench
 
-BENCHES = {"replay": replay_bench.main, "daemon": daemon_bench.main, "mic": mic_bench.main}
+BENCHES = {
+    "replay": replay_bench.main,
+    "advise": advise_bench.main,
+    "memory": memory_bench.main,
+    "daemon": daemon_bench.main,
+    "idle": idle_bench.main,
+    "mic": mic_bench.main,
+}
 
 
 def machine() -> str:

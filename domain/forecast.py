@@ -25,13 +25,19 @@ class GrowthForecast:
         n = len(points)
         if n < self._min_points or points[-1][0] - points[0][0] < self._min_span_s:
             return None
-        mean_t = sum(p[0] for p in points) / n
-        mean_u = sum(p[1] for p in points) / n
-        var = sum((p[0] - mean_t) ** 2 for p in points)
-        if var <= 0:
+        # One pass, times taken from the first point's (large epoch values lose precision).
+        t0 = points[0][0]
+        st = su = stt = stu = 0.0
+        for t, u in points:
+            x = t - t0
+            st += x
+            su += u
+            stt += x * x
+            stu += x * u
+        var = stt - st * st / n
+        if var <= 1e-12:
             return None
-        cov = sum((p[0] - mean_t) * (p[1] - mean_u) for p in points)
-        return cov / var
+        return (stu - st * su / n) / var
 
     def sustained_slope_mib_s(self, slope: float | None = None) -> float | None:
         """The fitted slope when growth is sustained, else None: each of the last two steps

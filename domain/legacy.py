@@ -47,6 +47,11 @@ class LegacyPolicy:
     def level(self) -> Level:
         return self._machine.level
 
+    @property
+    def quiet_after_s(self) -> float:
+        # It acts on a change of level only, and re-checks once after its offloads.
+        return 4 * self.thresholds.interval_s
+
     def observe(self, observation: Observation) -> Decision:
         sample = observation.sample
         previous = self._machine.level

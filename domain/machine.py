@@ -30,6 +30,7 @@ class PressureMachine:
 
     def __init__(self, table: LevelTable | None = None, initial: Level = Level.NORMAL) -> None:
         self.table: LevelTable = table or level_table()
+        self._level = initial
         self._entered = True
         self._last_applied: float | None = None
         transitions: list[dict[str, Any]] = [
@@ -64,7 +65,7 @@ class PressureMachine:
 
     @property
     def level(self) -> Level:
-        return Level[self.state]
+        return self._level
 
     @property
     def rule(self) -> LevelRule:
@@ -109,6 +110,7 @@ class PressureMachine:
         transition = event.transition
         if transition is None or transition.dest is None:
             return  # an internal transition: nothing entered
+        self._level = Level[self.state]
         if Level[transition.dest] > Level[transition.source]:
             self._entered = True
         elif self.rule.cleanup is None:

@@ -22,10 +22,6 @@ class Residency(enum.Enum):
     PINNED_CPU = "PINNED_CPU"  # after repeated CUDA errors, until the cool-down or a reset
     CPU_ONLY = "CPU_ONLY"  # loaded on the CPU: not the guard's to move
 
-    @property
-    def moving(self) -> bool:
-        return self in (Residency.OFFLOADING, Residency.RESTORING)
-
 
 _S = Residency
 # (trigger, sources, destination); a trigger with no matching row changes nothing.
@@ -59,6 +55,7 @@ class ModelResidency:
         self, name: str, tuning: Tuning, dwell_s: float, initial: Residency = Residency.ON_GPU
     ) -> None:
         self.name = name
+        self._residency = initial
         self._tuning = tuning
         self._dwell_s = dwell_s
         self.room_since: float | None = None
@@ -98,11 +95,15 @@ class ModelResidency:
             initial=initial.value,
             auto_transitions=False,
             send_event=True,
+            after_state_change=[self._entered],
         )
 
     @property
     def residency(self) -> Residency:
-        return Residency(self.state)
+        return self._residency
+
+    def _entered(self, _event: EventData) -> None:
+        self._residency = Residency(self.state)
 
     def fire(self, trigger: str, t: float, **kwargs: Any) -> bool:
         """Fire `trigger` at time `t`; returns whether the state changed."""

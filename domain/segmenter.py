@@ -27,6 +27,8 @@ class VadSettings:
     speech_pad_s: float = field(default=0.2, validator=_within(0.0, 2.0))
     min_speech_s: float = field(default=0.25, validator=_within(0.0, 5.0))
     max_utterance_s: float = field(default=20.0, validator=_within(2.0, 120.0))
+    # Blocks quieter than this (RMS, dB below full scale) are silence without asking the VAD.
+    energy_gate_dbfs: float = field(default=-60.0, validator=_within(-120.0, 0.0))
 
 
 @attrs.frozen

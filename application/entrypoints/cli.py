@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from swictation.application.config import (
+    DaemonSection,
     Device,
     OutputKind,
     PolicyName,
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("trace", help="nvidia-smi CSV or the project's JSONL")
     rp.add_argument("--format", choices=("auto", "nvidia-smi", "jsonl"), default="auto")
     rp.add_argument("--gpu", help="which GPU of a multi-GPU file (index; default: the first)")
-    rp.add_argument("--total-mib", type=_positive, help="card size for files without a total")
+    rp.add_argument("--total-mib", help="card size for files without a total, e.g. 8192 or 24GiB")
     rp.add_argument(
         "--columns", type=_columns, help="names of a headerless file's columns, in order"
     )
@@ -91,11 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=SIZE",
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
-    rp.add_argument("--policy", choices=(*choices(PolicyName), "both"), default="default")
+    rp.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="KIND=SIZE",
+        help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
+        "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
+    )
+    rp.add_argument(
+        "--policy",
+        choices=(*choices(PolicyName), "both"),
+        help="default: guard.policy from the configuration",
+    )
     rp.add_argument("--config", help="TOML file with [thresholds] and [guard]")
     rp.add_argument("--events", help="write level changes and actions as JSON lines")
     rp.add_argument("--plot", help="draw usage, levels and actions to a PNG")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
+    rp.add_argument(
+        "--advise",
+        action="store_true",
+        help="try the presets and a small grid of settings; print the best few",
+    )
 
     rec = sub.add_parser(
         "record",
@@ -105,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--interval", type=_positive, default=0.5, help="seconds between samples")
     rec.add_argument("--out", default="swictation-trace.jsonl", help="the JSONL trace to write")
     rec.add_argument("--csv", help="also write nvidia-smi-compatible CSV here")
-    rec.add_argument("--gpu", default="0", help="GPU index or UUID (default 0)")
+    rec.add_argument("--gpu", default=DaemonSection().gpu, help="GPU index or UUID (default 0)")
     rec.add_argument(
         "--probe",
         choices=(ProbeKind.NVML, ProbeKind.TORCH, ProbeKind.HOST),
-        default="nvml",
+        default=DaemonSection().probe.value,
         help="nvml (default), torch, or host to record system RAM instead",
     )
     rec.add_argument("--duration", type=_positive, help="stop after this many seconds")
@@ -150,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            tenants=tuple(args.tenant),
+            advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)
     if args.command == "record":
@@ -311,6 +331,7 @@ def serve(container: Any) -> int:
     handlers = {signum: signal.getsignal(signum) for signum in signals}
     try:
         try:
+            container.control_lock()  # one daemon per socket, decided before any model loads
             daemon = container.daemon()  # loads the models
             container.control()  # the control socket, where there is one
         except Exception as error:  # a start-up failure is one line, never a traceback
@@ -364,6 +385,10 @@ def control_main(args: argparse.Namespace) -> int:
             message["model"] = args.model
         reply = request(path, message)
     except ControlError as error:
+        if args.command == "status":  # "not running" is a status: stdout, for status bars
+            gone = {"ok": False, "running": False, "error": str(error)}
+            print(json.dumps(gone) if args.json else f"swictation status: {error}")
+            return 1
         print(f"swictation {args.command}: {error}", file=sys.stderr)
         return 1
     if args.json:

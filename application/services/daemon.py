@@ -38,12 +38,13 @@ class Daemon:
         self._failure: str | None = None
         # Shared with the guard, which asks for a memory SHUTDOWN through it.
         self._stopping: StopSignal = parts.stop
-        self._stopping.subscribe(lambda _why: self.pipeline.stop_capture())
+        self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
         self.restart_requested = False
         self._began = time.monotonic()
         self._fed = True
         self.watch_ticks = 0
+        self._said_unknown: str | None = None
 
     # -- control -----------------------------------------------------------------------------
 
@@ -143,18 +144,20 @@ class Daemon:
             "latency_p50_s": None if latency is None else round(latency[0], 3),
             "latency_p95_s": None if latency is None else round(latency[1], 3),
             "uptime_s": round(time.monotonic() - self._began, 1),
+            "tenants": [] if self.guard.tenants is None else self.guard.tenants.snapshot(),
         }
 
     def _memory_unknown(self) -> str | None:
         """Why the guard cannot see the GPU, when it cannot."""
         reason = getattr(self.guard, "unavailable_reason", None)
-        if isinstance(reason, str):
-            return reason
-        if self.guard.last_sample is None and self.guard.ticks:
-            return "no reading from the GPU probe yet"
-        return None
+        return reason if isinstance(reason, str) else None
 
     # -- life -----------------------------------------------------------------------------------
+
+    def _on_stop(self, _why: str) -> None:
+        if self._shutdown_reason is not None or self._failure is not None:
+            self.pipeline.abandon()  # no waiting: what is queued or still open stays spooled
+        self.pipeline.stop_capture()
 
     @property
     def _shutdown_reason(self) -> str | None:
@@ -193,6 +196,7 @@ class Daemon:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
+        self.pipeline.warm_up()
         self.pipeline.start_worker()
         parts.notify("READY=1")
         parts.notify("STATUS=listening")
@@ -230,6 +234,11 @@ class Daemon:
                     log.error("a worker is not running: the watchdog is no longer fed")
                 else:
                     log.warning("every worker is running again")
+            unknown = self._memory_unknown()
+            if unknown != self._said_unknown:
+                self._said_unknown = unknown
+                if unknown is not None:
+                    log.warning("memory: unknown (%s): the guard cannot see the GPU", unknown)
             if time.monotonic() >= next_report:
                 next_report += every
                 self.report("status")

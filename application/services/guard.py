@@ -11,6 +11,7 @@ from swictation.domain.model import Decision, Event, Level, MemorySample, Observ
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import Clock, EventSink, GpuProbe, ModelHost
+from swictation.ports.tenants import TenantRelay
 
 log = logging.getLogger("swictation.guard")
 
@@ -34,6 +35,7 @@ class GuardService:
         on_shutdown: Callable[[str], None] | None = None,
         record_samples: bool = True,
         start_time: float | None = None,
+        tenants: TenantRelay | None = None,
     ) -> None:
         self.probe = probe
         self.host = host
@@ -43,7 +45,8 @@ class GuardService:
         self.recovery = recovery or RecoveryTracker()
         self._busy = busy or (lambda: False)
         self.on_shutdown = on_shutdown
-        self._executor = ActionExecutor(host, events, self._shutdown)
+        self.tenants = tenants
+        self._executor = ActionExecutor(host, events, self._shutdown, tenants)
         self._record_samples = record_samples
         self._t0 = clock.now() if start_time is None else start_time
         self._stop = threading.Event()
@@ -52,6 +55,7 @@ class GuardService:
             getattr(getattr(policy, "thresholds", None), "interval_s", 2.0)
         )
         self.last_sample: MemorySample | None = None
+        self.unavailable_reason: str | None = None
         self.ticks = 0
         self.errors = 0
 
@@ -78,13 +82,21 @@ class GuardService:
     def tick(self) -> Decision:
         reading = self.probe.sample()
         fallbacks, resets = self.recovery.take_notices()
+        views = () if self.tenants is None else self.tenants.views()
         observation = Observation(
-            reading, self.host.models(), self._busy(), fallbacks=fallbacks, resets=resets
+            reading,
+            self.host.models(),
+            self._busy(),
+            fallbacks=fallbacks,
+            resets=resets,
+            tenants=views,
         )
         decision = self.policy.observe(observation)
         t = reading.t
         rel = self.elapsed(t)
         self.ticks += 1
+        # Why the device cannot be read right now (None while it can): for status and reports.
+        self.unavailable_reason = None if isinstance(reading, MemorySample) else reading.reason
         if isinstance(reading, MemorySample):
             self.last_sample = reading
             if self._record_samples:

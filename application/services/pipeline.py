@@ -11,6 +11,7 @@ was left, one file at a time, never holding live speech back by more than one ut
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -116,6 +117,10 @@ class DictationPipeline:
         self._events = events
         self._spool = spool
         self._segmenter = Segmenter(settings or VadSettings(), RATE)
+        gate_dbfs = self._segmenter.settings.energy_gate_dbfs
+        self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
+        self.gated_blocks = 0
+        self._gated = False
         self._realtime = realtime
         self._t0 = start_time
         self._keep_undelivered = keep_undelivered
@@ -176,6 +181,24 @@ class DictationPipeline:
         self.workers.spawn("stt", self._work)
         self.workers.spawn("output", self.delivery.run)
 
+    def warm_up(self) -> None:
+        """One inference of each model at load, so the first utterance is as fast as the
+        rest (lazy allocations, kernel selection and caches are paid here, not by the user)."""
+        import numpy as np
+
+        quiet = AudioBlock(0.0, np.zeros(512, np.float32), RATE)
+        began = time.monotonic()
+        try:
+            self._runner.run("vad", lambda device: self._vad.speech_probability(quiet))
+            self._vad.reset()
+            warm = getattr(self._stt, "warm_up", None)
+            if warm is not None:
+                self._runner.run("stt", lambda device: warm())
+        except Exception as error:  # a cold start is slower, never fatal
+            log.warning("warm-up failed (%s); the first utterance may be slower", error)
+            return
+        log.info("models warmed up in %.2f s", time.monotonic() - began)
+
     def replay_spool(self) -> int:
         """Files left by an earlier run are transcribed before new audio, one at a time."""
         backlog = self._spool.backlog()
@@ -225,6 +248,19 @@ class DictationPipeline:
         self._trim()
 
     def _probability(self, block: AudioBlock) -> float:
+        import numpy as np
+
+        samples = block.samples
+        if len(samples) and float(np.dot(samples, samples)) / len(samples) < self._gate:
+            self.gated_blocks += 1
+            self._gated = True
+            return 0.0  # a quiet room: silence, without waking the model
+        if self._gated:
+            # The VAD did not hear the quiet: its memory is of the sound before it, so a click
+            # after a pause would be judged as the speech before the pause went on.
+            self._gated = False
+            with contextlib.suppress(Exception):
+                self._vad.reset()
         try:
             probability = self._runner.run(
                 "vad", lambda device: self._vad.speech_probability(block)
@@ -288,6 +324,7 @@ class DictationPipeline:
 
     def _close_open(self) -> None:
         if self._open is not None:
+            self._spool.written_bytes += self._open.bytes
             try:
                 self._open.discard()
             except OSError as error:
@@ -462,6 +499,10 @@ class DictationPipeline:
             self._spool.done(item.spooled)
 
     # -- stopping ---------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Stop transcribing at once: what is queued (or still being spoken) stays spooled."""
+        self._abandon.set()
 
     def stop_capture(self) -> None:
         self._stop_capture.set()

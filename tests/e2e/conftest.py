@@ -78,17 +78,19 @@ def loaded_models():
 @pytest.fixture
 def serve_in_process(loaded_models, tmp_path):
     """Runs swictationd's own `serve` in this process on a container built from `settings`,
-    with the shared models and any provider overridden; returns (exit status, text lines)."""
+    with the shared models (unless `shared_models=False`: the container loads its own) and
+    any provider overridden; returns (exit status, text lines)."""
     from dependency_injector import providers
 
     from swictation.adapters.memory import ListOutput
     from swictation.application.container import daemon_container
     from swictation.application.entrypoints.cli import serve
 
-    def run(settings, **overrides):
+    def run(settings, shared_models=True, **overrides):
         container = daemon_container(settings)
-        loaded_models.model("vad").reset_states()
-        container.models.override(providers.Object(loaded_models))
+        if shared_models:
+            loaded_models.model("vad").reset_states()
+            container.models.override(providers.Object(loaded_models))
         output = ListOutput()
         container.output.override(providers.Object(output))
         for name, build in overrides.items():

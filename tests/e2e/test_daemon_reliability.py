@@ -406,3 +406,49 @@ def test_audio_with_nan_is_rejected_as_unreadable(tmp_path):
     result = daemon("--audio-file", str(bad), "--probe", "none", "--spool-dir", str(tmp_path))
     assert result.code == 2
     assert result.err.strip().endswith("not a readable audio file (NaN or Inf samples)")
+
+
+# -- rehearsal and usage errors -------------------------------------------------------------
+
+
+def test_output_file_alone_means_output_file_and_file_without_a_path_fails_first(tmp_path):
+    target = tmp_path / "notes.txt"
+    spool = str(tmp_path / "spool")
+    result = daemon(
+        "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--output-file",
+        str(target), "--spool-dir", spool,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.out == ""
+    assert len(target.read_text().splitlines()) == 2
+    bad = daemon("--output", "file", "--audio-file", str(AUDIO / "pair.wav"), "--spool-dir", spool)
+    assert bad.code == 2
+    assert bad.err.strip() == "swictationd: error: --output file needs --output-file PATH"
+    assert "model" not in bad.err  # said before any model loads
+
+
+def test_an_unknown_model_in_a_fault_is_a_usage_error(tmp_path):
+    result = daemon("--inject-fault", "gpu:oom:1", "--spool-dir", str(tmp_path))
+    assert result.code == 2
+    assert result.err.strip() == (
+        "swictationd: error: --inject-fault gpu:oom:1: unknown model 'gpu' (models: stt, vad)"
+    )
+
+
+def test_faults_are_injected_on_a_machine_without_a_gpu_into_the_vad_too(tmp_path):
+    from tests.conftest import has_cuda
+
+    if has_cuda():
+        pytest.skip("this machine has a GPU: faults fire while a model is on it")
+    events = tmp_path / "events.jsonl"
+    result = daemon(
+        "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none",
+        "--inject-fault", "stt:oom:2", "--inject-fault", "vad:cuda:2",
+        "--events", str(events), "--spool-dir", str(tmp_path / "spool"),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    errors = [(e["model"], e["kind"]) for e in log if e["type"] == "error"]
+    assert errors.count(("stt", "out_of_memory")) == 2
+    assert errors.count(("vad", "cuda")) == 2
+    assert word_error_rate("Open the window. Close the door behind you.", result.out) <= 0.2

@@ -138,3 +138,13 @@ def _wait(predicate, timeout: float = 30.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("timed out waiting")
+
+
+def test_a_guard_that_cannot_see_the_gpu_says_so_in_status(tmp_path):
+    from swictation.application.entrypoints.presenters import status_text
+
+    daemon, _ = daemon_with(ListAudioSource([]), tmp_path)
+    daemon.guard.tick()
+    status = daemon.status()
+    assert status["memory_unknown"] == "no GPU probe configured (--probe none)"
+    assert "memory:     unknown (no GPU probe configured (--probe none))" in status_text(status)

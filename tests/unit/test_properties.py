@@ -40,6 +40,10 @@ class Recording:
     def level(self) -> Level:
         return self.inner.level
 
+    @property
+    def quiet_after_s(self) -> float:
+        return self.inner.quiet_after_s
+
     def observe(self, observation: Observation) -> Decision:
         if len(self.seen) in self.pins:
             observation = attrs.evolve(observation, fallbacks=("stt",))

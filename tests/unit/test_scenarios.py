@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from swictation.adapters.memory import EventList, FakeClock, InMemoryModelHost, ScriptedProbe
 from swictation.application.services.guard import GuardService
 from swictation.domain.legacy import LegacyPolicy
-from swictation.domain.model import ModelState, Placement
+from swictation.domain.model import ModelState, Placement, Tuning
 from swictation.domain.policy import GuardPolicy
 from tests.unit.scenarios import GiB, actions, levels, noisy, run
 
@@ -288,3 +290,27 @@ def test_an_exhausted_card_shuts_down_under_both_policies():
         report, events = run(policy, lambda t: 0.985 * total, 8, {"stt": 2.0}, 60)
         assert report.shutdown, policy.name
         assert [e.model for e in actions(events, "offload")] == ["stt"], policy.name
+
+
+def test_a_restore_leaves_the_models_working_memory_free():
+    # After 60 s the card has 4.5 GiB free with the model back: room for 1 GiB of
+    # activations, not for 5 GiB.
+    small = Tuning(working_mib={"stt": 1 * GiB})
+    report, _ = run(GuardPolicy(tuning=small), deferred_others, 8, {"stt": 2.5}, 180)
+    assert report.restores == 1
+    big = Tuning(working_mib={"stt": 5 * GiB})
+    report, _ = run(GuardPolicy(tuning=big), deferred_others, 8, {"stt": 2.5}, 180)
+    assert report.restores == 0
+    assert report.final_placement == {"stt": "cpu"}
+
+
+def test_working_memory_is_configured_per_model(tmp_path):
+    from swictation.application.config import ConfigError, load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text("[guard]\nworking_mib = { stt = 512 }\n")
+    settings = load_settings(str(path), {}, default_file=False)
+    assert settings.guard_config.tuning.working_mib == {"stt": 512}
+    path.write_text("[guard]\nworking_mib = { stt = -1 }\n")
+    with pytest.raises(ConfigError, match="working_mib"):
+        load_settings(str(path), {}, default_file=False)

@@ -91,8 +91,8 @@ def test_the_recorder_appends_across_restarts_and_replays_as_one_trace(tmp_path)
     assert [r["type"] for r in records].count("start") == 2
     assert len([r for r in records if r["type"] == "sample"]) == 6
     trace = read_trace(path)  # the second run laid after the first, not "going backwards"
-    assert trace.times == [0.0, 1.0, 2.0, 2.0, 3.0, 4.0]
-    assert trace.used_mib == [1000.0, 1001.0, 1002.0] * 2
+    assert list(trace.times) == [0.0, 1.0, 2.0, 2.0, 3.0, 4.0]
+    assert list(trace.used_mib) == [1000.0, 1001.0, 1002.0] * 2
 
 
 def test_the_recorder_rotates_at_its_size_cap(tmp_path):
