@@ -41,7 +41,8 @@ def why_no_sound_server() -> str | None:
 @pytest.fixture(scope="session")
 def sound_server(tmp_path_factory):
     """A private PulseAudio server with a null sink, started once per session and killed at
-    its end; this process (PortAudio included) and the programs it starts listen to it."""
+    its end. Programs reach it through `server.client_env()`; for this process, use
+    `listening_here`. Nothing else in the session sees it."""
     from tests.sound_server import SoundServer
 
     reason = why_no_sound_server()
@@ -49,16 +50,17 @@ def sound_server(tmp_path_factory):
         pytest.skip(reason)
     server = SoundServer(tmp_path_factory.mktemp("sound-server"))
     server.start()
-    previous = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = server.address
     try:
         yield server
     finally:
-        if previous is None:
-            os.environ.pop("PULSE_SERVER", None)
-        else:
-            os.environ["PULSE_SERVER"] = previous
         server.stop()
+
+
+@pytest.fixture
+def listening_here(sound_server, monkeypatch):
+    """The session's sound server as this process's (PortAudio's) for one test."""
+    monkeypatch.setenv("PULSE_SERVER", sound_server.address)
+    return sound_server
 
 
 def pytest_collection_modifyitems(config, items):

@@ -242,3 +242,8 @@ def test_no_device_at_start_is_one_line_and_exit_1(tmp_path):
     assert result.code == 1, result.err
     assert "swictationd: error: no " in result.err
     assert "Traceback" not in result.err
+
+
+def test_the_sound_server_is_heard_only_by_whom_it_is_given(sound_server):
+    # Other tests (a daemon started without a microphone, say) must not find it.
+    assert os.environ.get("PULSE_SERVER") != sound_server.address

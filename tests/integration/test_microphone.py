@@ -124,7 +124,7 @@ def start_capture(device=None, **kwargs) -> Capture:
 
 
 @pytest.mark.audio
-def test_captures_16k_mono_blocks_of_32_ms(sound_server):
+def test_captures_16k_mono_blocks_of_32_ms(listening_here):
     capture = start_capture()
     capture.wait_for_seconds(0.5)
     capture.stop()
@@ -135,17 +135,17 @@ def test_captures_16k_mono_blocks_of_32_ms(sound_server):
 
 
 @pytest.mark.audio
-def test_what_is_played_is_what_is_captured(sound_server):
+def test_what_is_played_is_what_is_captured(listening_here):
     recording = load_mono_16k(VOICE)
     capture = start_capture()
-    sound_server.play(VOICE)
+    listening_here.play(VOICE)
     captured = capture.stop()
     # The whole recording is in the capture, sample for sample up to resampling.
     assert best_alignment(recording, captured) > 0.9
 
 
 @pytest.mark.audio
-def test_the_device_is_chosen_by_name_and_by_index(sound_server):
+def test_the_device_is_chosen_by_name_and_by_index(listening_here):
     import sounddevice as sd
 
     for wanted in ("pulse", "PULSE"):
@@ -155,7 +155,7 @@ def test_the_device_is_chosen_by_name_and_by_index(sound_server):
     for wanted in (index, str(index)):
         capture = start_capture(wanted)
         assert capture.source.device_name == "pulse"
-        sound_server.play(VOICE)
+        listening_here.play(VOICE)
         captured = capture.stop()
         assert best_alignment(load_mono_16k(VOICE), captured) > 0.9
     with pytest.raises(MicrophoneError, match="no input device matching 'no-such-mic'"):
@@ -163,7 +163,7 @@ def test_the_device_is_chosen_by_name_and_by_index(sound_server):
 
 
 @pytest.mark.audio
-def test_a_reader_that_falls_behind_overflows_the_ring_counted_and_logged(sound_server, caplog):
+def test_a_reader_that_falls_behind_overflows_the_ring_counted_and_logged(listening_here, caplog):
     caplog.set_level(logging.INFO, logger="swictation.audio")
     source = MicrophoneSource(ring_s=0.5)
     blocks = source.blocks()
