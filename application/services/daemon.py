@@ -131,6 +131,7 @@ class Daemon:
                 for m in self.guard.host.models()
             },
             "errors": self.guard.recovery.snapshot(),
+            "cuda_errors": {m: dict(c) for m, c in self.pipeline.runner.totals.items()},
             "utterances": stats.utterances,
             "queued": self.pipeline.queued,
             "spooled": stats.spooled,

@@ -162,6 +162,10 @@ class DictationPipeline:
         return self._segmenter.in_speech or not self._queue.empty() or self._transcribing.is_set()
 
     @property
+    def runner(self) -> RecoveringRunner:
+        return self._runner
+
+    @property
     def spool(self) -> Spool:
         return self._spool
 
