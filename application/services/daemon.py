@@ -196,7 +196,6 @@ class Daemon:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
-        self.pipeline.warm_up()
         self.pipeline.start_worker()
         parts.notify("READY=1")
         parts.notify("STATUS=listening")
