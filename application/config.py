@@ -27,6 +27,7 @@ from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import PRESETS, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy, Policy
 from swictation.domain.segmenter import VadSettings
+from swictation.ports.tenants import TENANT_KINDS, TENANT_KINDS_NAMING_MODELS
 
 log = logging.getLogger("swictation.config")
 
@@ -72,6 +73,9 @@ class PolicyName(enum.StrEnum):
     LEGACY = "legacy"
 
 
+TenantKind = enum.StrEnum("TenantKind", {kind.upper(): kind for kind in TENANT_KINDS})  # type: ignore[misc]
+
+
 def choices(kind: type[enum.StrEnum]) -> tuple[str, ...]:
     """An enum's values, for argparse."""
     return tuple(member.value for member in kind)
@@ -95,6 +99,9 @@ class DaemonSection:
     spool_dir: str | None = None
     report_interval_s: float = field(default=60.0, validator=_between(1.0, 86400.0))
     drain_timeout_s: float = field(default=10.0, validator=_between(0.0, 3600.0))
+    # Publish the memory level on the D-Bus session bus (where one exists and jeepney is
+    # installed): PressureChanged signals, docs/cooperation.md.
+    dbus: bool = True
 
 
 @attrs.frozen
@@ -120,6 +127,29 @@ class OutputSection:
 @attrs.frozen
 class ControlSection:
     socket: str | None = None
+
+
+def _http_url(_inst: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{attribute.name} must start with http:// or https://, got {value!r}")
+
+
+@attrs.frozen
+class TenantSection:
+    """One [[tenants]] table: a co-tenant the guard may ask to release memory."""
+
+    kind: TenantKind
+    url: str | None = field(default=None, validator=_http_url)
+    priority: int = field(default=0, validator=_between(-1000, 1000))
+    models: tuple[str, ...] = ()
+    idle_only: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.models and self.kind not in TENANT_KINDS_NAMING_MODELS:
+            raise ValueError(
+                f"models: {self.kind} releases everything at once; models applies to "
+                + ", ".join(TENANT_KINDS_NAMING_MODELS)
+            )
 
 
 def _preset_base(own: Mapping[str, Any]) -> Thresholds:
@@ -169,6 +199,8 @@ class Settings:
     control: ControlSection = field(factory=ControlSection)
     thresholds: ThresholdsSection = field(factory=ThresholdsSection)
     guard: GuardSection = field(factory=GuardSection)
+    # [[tenants]]: an array of tables, not a section of keys.
+    tenants: tuple[TenantSection, ...] = ()
 
     @property
     def guard_config(self) -> GuardConfig:
@@ -189,8 +221,8 @@ def _kind(attribute: attrs.Attribute[Any]) -> Any:
 
 
 def sections() -> dict[str, type]:
-    """Section name -> its class."""
-    return {a.name: _kind(a) for a in _fields(Settings)}
+    """Section name -> its class (the [[tenants]] array of tables aside)."""
+    return {a.name: _kind(a) for a in _fields(Settings) if attrs.has(_kind(a))}
 
 
 def section_keys(cls: type) -> dict[str, attrs.Attribute[Any]]:
@@ -341,9 +373,15 @@ def closest(name: str, known: list[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(known)})"
 
 
-def _check_key(where: str, section: str, key: str, value: Any) -> Any:
+def _check_key(
+    where: str,
+    section: str,
+    key: str,
+    value: Any,
+    keys: Mapping[str, attrs.Attribute[Any]] | None = None,
+) -> Any:
     """One key's value converted to its field's type and validated, or a one-line error."""
-    keys = section_keys(sections()[section])
+    keys = section_keys(sections()[section]) if keys is None else keys
     if key not in keys:
         raise ConfigError(f"{where}: unknown key {section}.{key}{closest(key, list(keys))}")
     attribute = keys[key]
@@ -365,14 +403,42 @@ def _check_key(where: str, section: str, key: str, value: Any) -> Any:
 
 def check_sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
     """Every section and key of one layer (a file, the flags) checked on its own."""
-    known = list(sections())
-    out: dict[str, dict[str, Any]] = {}
+    known = [*sections(), TENANTS]
+    out: dict[str, Any] = {}
     for section, table in data.items():
+        if section == TENANTS:
+            out[section] = check_tenants(where, table)
+            continue
         if section not in known:
             raise ConfigError(f"{where}: unknown section [{section}]{closest(section, known)}")
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table of keys")
         out[section] = {key: _check_key(where, section, key, v) for key, v in table.items()}
+    return out
+
+
+TENANTS = "tenants"
+
+
+def check_tenants(where: str, tables: Any) -> list[dict[str, Any]]:
+    """The [[tenants]] tables, each key checked; errors name the table's number and the key."""
+    if not isinstance(tables, list) or not all(isinstance(t, Mapping) for t in tables):
+        raise ConfigError(f"{where}: tenants must be [[tenants]] tables, one per co-tenant")
+    keys = section_keys(TenantSection)
+    out = []
+    for number, table in enumerate(tables, 1):
+        here = f"{where}: [[tenants]] #{number}"
+        for key, value in table.items():
+            _check_key(here, TENANTS, key, value, keys)
+        if "kind" not in table:
+            raise ConfigError(
+                f"{here}: tenants.kind is missing: expected {_expected(keys['kind'])}"
+            )
+        try:
+            converter.structure(table, TenantSection)
+        except (ValueError, TypeError, cattrs.BaseValidationError) as error:
+            raise ConfigError(f"{here}: tenants.{_first_message(error)}") from None
+        out.append(dict(table))
     return out
 
 
@@ -461,10 +527,13 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """Later layers win, key by key."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for layer in layers:
         for section, table in layer.items():
-            out.setdefault(section, {}).update(table)
+            if isinstance(table, list):
+                out[section] = list(table)  # [[tenants]]: a later layer's list replaces
+            else:
+                out.setdefault(section, {}).update(table)
     return out
 
 

@@ -21,6 +21,7 @@ from dependency_injector import containers, providers
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
+from swictation.adapters.dbus import DbusPressurePublisher, DbusUnavailableError, TeeEventSink
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
 from swictation.adapters.host_memory import HostMemoryProbe
@@ -31,6 +32,7 @@ from swictation.adapters.nvml import NvmlProbe
 from swictation.adapters.simulated import SimulatedGpuHost
 from swictation.adapters.spool import Spool
 from swictation.adapters.systemd import notify, watchdog_interval_s
+from swictation.adapters.tenants import SimulatedTenant, http_tenant
 from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
@@ -49,10 +51,12 @@ from swictation.application.config import (
     Fault,
     GuardSection,
     ProbeKind,
+    TenantSection,
     ThresholdsSection,
     converter,
 )
 from swictation.application.entrypoints.presenters import status_line
+from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
 from swictation.application.services.pipeline import DictationPipeline
@@ -264,6 +268,68 @@ def _control_server(socket: str | None, handler: Any, lock: SocketLock) -> Itera
         server.stop()
 
 
+def _dbus_publisher(enabled: bool) -> Iterator[DbusPressurePublisher | None]:
+    """The level on the D-Bus session bus, where one exists and jeepney is installed."""
+    if not enabled:
+        yield None
+        return
+    try:
+        publisher = DbusPressurePublisher()
+    except DbusUnavailableError as error:
+        log.info("the memory level is not published on D-Bus: %s", error)
+        yield None
+        return
+    log.info("publishing the memory level on the D-Bus session bus as %s", publisher.unique_name)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
+def _published(recorder: EventSink, publisher: DbusPressurePublisher | None) -> EventSink:
+    return recorder if publisher is None else TeeEventSink(recorder, publisher)
+
+
+def _named(kinds: Sequence[str]) -> list[str]:
+    """Each tenant named by its kind, `kind#2` for a second of the same kind."""
+    seen: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        seen[kind] = seen.get(kind, 0) + 1
+        names.append(kind if seen[kind] == 1 else f"{kind}#{seen[kind]}")
+    return names
+
+
+def _tenant_broker(
+    tables: Sequence[dict[str, Any]], events: EventSink, clock: Any, probe: Any, tuning: Tuning
+) -> Iterator[TenantBroker | None]:
+    """The co-tenants of [[tenants]] (None without any); closed before the flight recorder,
+    so that asks in flight are recorded."""
+    sections = [converter.structure(t, TenantSection) for t in tables]
+    if not sections:
+        yield None
+        return
+    specs = []
+    for name, section in zip(_named([str(t.kind) for t in sections]), sections, strict=True):
+        tenant = http_tenant(str(section.kind), section.url, section.models)
+        specs.append(TenantSpec(name, tenant, section.priority, section.idle_only))
+        log.info("co-tenant %s at %s", name, tenant.url)
+    broker = TenantBroker(specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def simulated_tenants(
+    tenants: Sequence[SimulatedTenant], events: EventSink, clock: Any
+) -> TenantBroker:
+    """Replay's co-tenants: asked at once, in the simulation's own time."""
+    names = _named([t.kind for t in tenants])
+    specs = [TenantSpec(name, tenant) for name, tenant in zip(names, tenants, strict=True)]
+    return TenantBroker(specs, events, clock, threaded=False)
+
+
 def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
     return lambda: pipeline.busy
 
@@ -302,10 +368,18 @@ class Container(containers.DeclarativeContainer):
     stop = providers.Singleton(StopSignal)
 
     event_log = providers.Resource(_jsonl_events, config.daemon.events)
-    events = providers.Selector(
+    recorder = providers.Selector(
         config.run.events,
         none=providers.Singleton(NullEventSink),
         jsonl=event_log,
+    )
+    dbus = providers.Resource(_dbus_publisher, config.daemon.dbus)
+    # The daemon's level changes also go out on D-Bus; record and replay only record.
+    events = providers.Selector(
+        config.run.mode,
+        daemon=providers.Singleton(_published, recorder, dbus),
+        record=recorder,
+        replay=recorder,
     )
 
     thresholds = providers.Singleton(_thresholds, config.thresholds)
@@ -353,6 +427,13 @@ class Container(containers.DeclarativeContainer):
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
+    tenant_broker = providers.Resource(_tenant_broker, config.tenants, events, clock, probe, tuning)
+    tenants = providers.Selector(
+        config.run.mode,
+        daemon=tenant_broker,
+        record=providers.Object(None),
+        replay=providers.Object(None),  # `simulate` puts replay's simulated tenants here
+    )
 
     # -- dictation ---------------------------------------------------------------------------
     source = providers.Selector(
@@ -411,6 +492,7 @@ class Container(containers.DeclarativeContainer):
         on_shutdown=stop.provided.shutdown,
         record_samples=config.run.record_samples,
         start_time=start_time,
+        tenants=tenants,
     )
 
     daemon = providers.Singleton(
@@ -443,7 +525,15 @@ class Container(containers.DeclarativeContainer):
     )
 
 
-_RESOURCES_IN_STOP_ORDER = ("control_server", "models", "event_log", "nvml", "socket_lock")
+_RESOURCES_IN_STOP_ORDER = (
+    "control_server",
+    "models",
+    "tenant_broker",
+    "dbus",
+    "event_log",
+    "nvml",
+    "socket_lock",
+)
 
 
 def shutdown(container: Container) -> None:
@@ -549,8 +639,10 @@ def simulate(
     events: EventSink | None = None,
     progress: Callable[[int], None] | None = None,
     series_points: int = 0,
+    tenants: Sequence[SimulatedTenant] = (),
 ) -> SimulationReport:
-    """Replay and the policy tests: `policy` run by the replay container over a trace."""
+    """Replay and the policy tests: `policy` run by the replay container over a trace, with
+    `tenants` (their memory part of `used_mib`) asked to release as the policy decides."""
     if len(times) == 0:
         raise ValueError("nothing to simulate: no samples")
     container = replay_container(float(times[0]), models)
@@ -562,6 +654,9 @@ def simulate(
     if busy is not None:
         clock = container.clock()
         container.busy.override(providers.Object(lambda: busy(clock.now())))
+    if tenants:
+        broker = simulated_tenants(tenants, container.events(), container.clock())
+        container.tenants.override(providers.Object(broker))
     return run_simulation(
         container.simulation(), times, used_mib, total_mib, own_mib, progress, series_points
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from attrs import field, validators
+
+if TYPE_CHECKING:
+    from swictation.domain.cooperation import TenantView
 
 MIB = 1024 * 1024
 
@@ -194,6 +197,10 @@ class Tuning:
     # MiB a model needs beyond its weights while it runs (activations), by model name; a
     # restore leaves it free.
     working_mib: Mapping[str, float] = field(factory=dict, hash=False, validator=_per_model_mib)
+    # Cooperation: how long our own offload waits for asked co-tenants to free memory, and
+    # whether they are asked to reload when the pressure is over.
+    tenant_wait_s: float = field(default=3.0, validator=_non_negative)
+    tenant_reload: bool = False
 
     def transfer_s(self, size_mib: float) -> float:
         return self.transfer_overhead_s + size_mib / self.transfer_mib_s
@@ -230,6 +237,8 @@ class ActionKind(enum.Enum):
     RESTORE = "restore"
     FALLBACK_TO_CPU = "fallback_to_cpu"
     SHUTDOWN = "shutdown"
+    ASK_RELEASE = "ask_release"
+    ASK_RELOAD = "ask_reload"
 
 
 @attrs.frozen
@@ -237,6 +246,7 @@ class Action:
     kind: ActionKind
     model: str | None = None
     reason: str = ""
+    tenant: str | None = None  # the co-tenant an ASK_* action is for
 
 
 @attrs.frozen
@@ -249,6 +259,7 @@ class Observation:
     busy: bool = False
     fallbacks: tuple[str, ...] = ()
     resets: tuple[str, ...] = ()
+    tenants: tuple[TenantView, ...] = ()  # the co-tenants that may be asked to release
 
     @property
     def t(self) -> float:

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from swictation.domain.cooperation import Cooperation, CooperationStep, Pressure, TenantView
 from swictation.domain.forecast import GrowthForecast, time_to_exhaustion_s
 from swictation.domain.levels import level_table
 from swictation.domain.machine import PressureMachine
@@ -90,6 +91,7 @@ class GuardPolicy:
         self._clear_since: dict[Level, float | None] = dict.fromkeys(_GRADED)
         self._shutdown_since: float | None = None
         self.residency: dict[str, ModelResidency] = {}
+        self.cooperation = Cooperation(self.tuning.tenant_wait_s, self.tuning.tenant_reload)
 
     @property
     def level(self) -> Level:
@@ -172,7 +174,14 @@ class GuardPolicy:
             actions.append(cleanup)
         interval = self._interval(sample, tte, bool(in_flight))
         growth = self._forecast.sustained_slope_mib_s(slope)
-        actions.extend(self._offloads(sample, used - leaving_mib, offloadable, growth, interval, t))
+        asks = self._cooperate(
+            sample, used - leaving_mib, offloadable, growth, interval, observation.tenants
+        )
+        actions.extend(asks.actions)
+        if not asks.hold_offloads:
+            actions.extend(
+                self._offloads(sample, used - leaving_mib, offloadable, growth, interval, t)
+            )
         waiting = False
         if self._machine.rule.restores and not in_flight:
             restores, waiting = self._restore(models, sample, slope or 0.0, observation.busy)
@@ -266,6 +275,42 @@ class GuardPolicy:
         return interval
 
     # -- actions ------------------------------------------------------------------------
+
+    def _cooperate(
+        self,
+        sample: MemorySample,
+        projected_mib: float,
+        candidates: Sequence[ModelState],
+        growth: float | None,
+        interval: float,
+        tenants: tuple[TenantView, ...],
+    ) -> CooperationStep:
+        """Co-tenants are asked where the level's rule would offload our own models (to the
+        target, or early on the forecast), and urgently where that would not save us."""
+        if not tenants and not self.cooperation.asked:
+            return CooperationStep()
+        rule, level = self._machine.rule, self._machine.level
+        th = self.thresholds
+        total = sample.total_mib
+        target_mib = min(th.critical * total, total - th.critical_free_mib)
+        tte = time_to_exhaustion_s(sample.free_mib, growth)
+        all_out = self.tuning.transfer_s(sum(m.size_mib for m in candidates))
+        lead = self.tuning.forecast_safety * (interval + all_out)
+        need = projected_mib - target_mib
+        pressing = rule.offload_to_target and need > 0
+        by_forecast = False
+        forecast = rule.forecast_offloads and tte is not None and growth is not None
+        if not pressing and forecast and tte is not None and growth is not None and tte <= lead:
+            pressing = by_forecast = True
+            need = projected_mib + min(growth * lead, total) - target_mib
+        urgent = pressing and (
+            sample.usage >= th.shutdown
+            or not candidates
+            or (tte is not None and tte <= interval + all_out)
+        )
+        return self.cooperation.step(
+            Pressure(sample.t, level, pressing, max(0.0, need), urgent, by_forecast), tenants
+        )
 
     def _offload_candidates(self, models: Sequence[ModelState]) -> list[ModelState]:
         movable = (Residency.ON_GPU, Residency.SETTLING)

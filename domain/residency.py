@@ -22,10 +22,6 @@ class Residency(enum.Enum):
     PINNED_CPU = "PINNED_CPU"  # after repeated CUDA errors, until the cool-down or a reset
     CPU_ONLY = "CPU_ONLY"  # loaded on the CPU: not the guard's to move
 
-    @property
-    def moving(self) -> bool:
-        return self in (Residency.OFFLOADING, Residency.RESTORING)
-
 
 _S = Residency
 # (trigger, sources, destination); a trigger with no matching row changes nothing.

@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model resident at the start, e.g. stt=3600MiB (repeatable)",
     )
     rp.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="KIND=SIZE",
+        help="a co-tenant (ollama, comfyui, ...) whose SIZE, part of the trace's usage, it "
+        "frees when the guard asks, e.g. ollama=6GiB (repeatable)",
+    )
+    rp.add_argument(
         "--policy",
         choices=(*choices(PolicyName), "both"),
         help="default: guard.policy from the configuration",
@@ -160,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events,
             plot=args.plot,
             json=args.json,
+            tenants=tuple(args.tenant),
             advise=args.advise,
         )
         return replay_main(options, sys.stdout, sys.stderr)

@@ -40,6 +40,18 @@ def _workers(workers: Mapping[str, Mapping[str, Any]]) -> str:
     return ", ".join(shown)
 
 
+def _tenant(tenant: Mapping[str, Any]) -> str:
+    if tenant.get("reachable") is False:
+        state = "not answering"
+    else:
+        state = "busy" if tenant.get("busy") else "idle"
+    held = "" if tenant.get("held_mib") is None else f", holds {_mib(tenant['held_mib'])}"
+    asked = f", asked {tenant.get('asks', 0)}x"
+    if tenant.get("asks"):
+        asked += f", freed {_mib(tenant.get('freed_mib', 0))}"
+    return f"{tenant.get('name')} at {tenant.get('url')}, {state}{held}{asked}"
+
+
 def status_parts(status: Status) -> list[tuple[str, str]]:
     """(label, text) for each part of a status reply, in the order shown."""
     parts = [
@@ -89,6 +101,7 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
                 f"p95 {float(status['latency_p95_s']):.2f} s",
             )
         )
+    parts.extend(("co-tenant", _tenant(t)) for t in status.get("tenants") or [])
     return parts
 
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import attrs
 
 from swictation.adapters.events import JsonlEventSink
+from swictation.adapters.tenants import SimulatedTenant
 from swictation.adapters.traces import Trace, TraceError, parse_size_mib, read_trace
 from swictation.application.config import (
     ENV_NOT_SETTINGS,
@@ -30,6 +31,7 @@ from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Event, Level
 from swictation.ports import EventSink
+from swictation.ports.tenants import TENANT_KINDS
 
 PROGRESS_FROM_ROWS = 200_000
 
@@ -52,6 +54,7 @@ class ReplayOptions:
     plot: str | None = None
     json: bool = False
     advise: bool = False
+    tenants: tuple[str, ...] = ()
 
 
 def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
@@ -73,6 +76,27 @@ def parse_models(specs: Sequence[str]) -> list[ModelSpec]:
             raise UsageError(f"--model {spec}: {name.strip()!r} is given twice")
         models.append(ModelSpec(name.strip(), mib, working_mib=work))
     return models
+
+
+def parse_tenants(specs: Sequence[str]) -> list[tuple[str, float]]:
+    """`--tenant KIND=SIZE` -> (kind, MiB): a co-tenant that frees SIZE when asked."""
+    tenants: list[tuple[str, float]] = []
+    for spec in specs:
+        kind, sep, size = spec.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in TENANT_KINDS:
+            raise UsageError(
+                f"--tenant {spec}: expected KIND=SIZE with a KIND of {', '.join(TENANT_KINDS)}, "
+                "e.g. ollama=6GiB"
+            )
+        try:
+            mib = parse_size_mib(size)
+        except ValueError as error:
+            raise UsageError(f"--tenant {spec}: {error}") from None
+        if not mib > 0:
+            raise UsageError(f"--tenant {spec}: size must be > 0")
+        tenants.append((kind, mib))
+    return tenants
 
 
 def parse_total(value: str | float | None) -> float | None:
@@ -185,19 +209,25 @@ def _progress(
     return advance, close
 
 
+def _quiet_live_logs() -> None:
+    """The events file and the summary tell what the guard did; its live log would repeat it."""
+    for name in ("swictation.guard", "swictation.tenants"):
+        live = logging.getLogger(name)
+        if live.getEffectiveLevel() >= logging.WARNING:
+            live.setLevel(logging.ERROR)
+
+
 def replay(
     options: ReplayOptions,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     environ: Mapping[str, str] | None = None,
 ) -> int:
-    # The events file and the summary tell what the guard did; its live log would repeat it.
-    guard_log = logging.getLogger("swictation.guard")
-    if guard_log.getEffectiveLevel() >= logging.WARNING:
-        guard_log.setLevel(logging.ERROR)
+    _quiet_live_logs()
     used = load_used(options.config, os.environ if environ is None else environ)
     config = used.config
     models = parse_models(options.models)
+    tenants = parse_tenants(options.tenants)
     trace = read_trace(
         options.trace,
         options.format,
@@ -237,6 +267,7 @@ def replay(
                         events=None if sink is None else _Tagged(sink, name),
                         progress=advance,
                         series_points=4000 if options.plot else 0,
+                        tenants=[SimulatedTenant(kind, mib) for kind, mib in tenants],
                     )
                 )
             finally:
@@ -257,11 +288,13 @@ def replay(
             models={m.name: round(m.size_mib, 1) for m in models},
             settings=used.to_json(names),
         )
+        if tenants:
+            body["tenants_given"] = [{"kind": k, "size_mib": round(m, 1)} for k, m in tenants]
         if len(reports) > 1:
             body["compare"] = {r.policy: r.to_json() for r in reports[1:]}
         _json(body, out)
     else:
-        out.write(summary(trace, models, reports, used.describe(names)))
+        out.write(summary(trace, models, reports, used.describe(names), tenants))
     return 0
 
 
@@ -355,6 +388,7 @@ def summary(
     models: Sequence[ModelSpec],
     reports: Sequence[SimulationReport],
     settings: str = "",
+    tenants: Sequence[tuple[str, float]] = (),
 ) -> str:
     lines = [
         f"{trace.path}: GPU {trace.gpu}, {trace.total_mib[0]:,.0f} MiB, "
@@ -363,6 +397,11 @@ def summary(
     ]
     if settings:
         lines.append(settings)
+    if tenants:
+        lines.append(
+            "co-tenants (free what they hold when asked): "
+            + ", ".join(f"{kind} {mib:,.0f} MiB" for kind, mib in tenants)
+        )
     lines.append("")
     width = 17
     header = f"{'':<22}" + "".join(f"{r.policy:>{width}}" for r in reports)
@@ -384,6 +423,14 @@ def summary(
         ("least free", lambda r: _mib(r.min_free_mib)),
         ("shut down", lambda r: "yes" if r.shutdown else "no"),
     ]
+    if tenants:
+        rows += [
+            ("co-tenants asked", lambda r: str(r.asks)),
+            (
+                "freed by co-tenants",
+                lambda r: f"{sum(t['freed_mib'] for t in r.tenants.values()):,.0f} MiB",
+            ),
+        ]
     for label, cell in rows:
         lines.append(f"  {label:<20}" + "".join(f"{cell(r):>{width}}" for r in reports))
     for r in reports:

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from swictation.domain.model import Action, ActionKind, Event
 from swictation.ports import CleanupResult, EventSink, ModelHost, MoveResult
+from swictation.ports.tenants import TenantRelay
 
 log = logging.getLogger("swictation.guard")
 _MOVES = (ActionKind.OFFLOAD, ActionKind.RESTORE, ActionKind.FALLBACK_TO_CPU)
+_ASKS = (ActionKind.ASK_RELEASE, ActionKind.ASK_RELOAD)
 
 
 class ActionExecutor:
@@ -18,16 +20,25 @@ class ActionExecutor:
         host: ModelHost,
         events: EventSink,
         on_shutdown: Callable[[str], None] | None = None,
+        tenants: TenantRelay | None = None,
     ) -> None:
         self._host = host
         self._events = events
         self._on_shutdown = on_shutdown
+        self._tenants = tenants
 
     def perform(self, action: Action, t: float, usage: float | None = None) -> bool:
         """Carry out one action; returns whether it was done."""
+        kind = action.kind
+        if kind in _ASKS and self._tenants is not None:
+            # Carried out off this thread; the relay records it with what it freed.
+            self._tenants.ask(action, t, usage)
+            return True
         detail: dict[str, object] = {"reason": action.reason} if action.reason else {}
         done = True
-        kind = action.kind
+        if kind in _ASKS:
+            done = False
+            detail.update(tenant=action.tenant, not_done="no co-tenants configured")
         if kind in (ActionKind.COLLECT_GARBAGE, ActionKind.AGGRESSIVE_CLEANUP):
             cleaned: CleanupResult = self._host.cleanup(kind is ActionKind.AGGRESSIVE_CLEANUP)
             detail["freed_mib"] = round(cleaned.freed_mib, 1)

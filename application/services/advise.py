@@ -97,9 +97,16 @@ class Advice:
     def moves(self) -> int:
         return self.report.offloads + self.report.restores
 
-    def rank(self) -> tuple[bool, bool, float, int]:
+    def rank(self) -> tuple[bool, bool, float, int, int]:
         r = self.report
-        return (r.oom_events > 0, r.shutdown, round(self.seconds_off_gpu, 3), self.moves)
+        # On a tie, the fewest changes to paste.
+        return (
+            r.oom_events > 0,
+            r.shutdown,
+            round(self.seconds_off_gpu, 3),
+            self.moves,
+            len(self.candidate.changes),
+        )
 
 
 Simulate = Callable[[GuardConfig], SimulationReport]

@@ -145,6 +145,7 @@ class Daemon:
             "latency_p50_s": None if latency is None else round(latency[0], 3),
             "latency_p95_s": None if latency is None else round(latency[1], 3),
             "uptime_s": round(time.monotonic() - self._began, 1),
+            "tenants": [] if self.guard.tenants is None else self.guard.tenants.snapshot(),
         }
 
     def _memory_unknown(self) -> str | None:

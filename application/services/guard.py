@@ -11,6 +11,7 @@ from swictation.domain.model import Decision, Event, Level, MemorySample, Observ
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import Clock, EventSink, GpuProbe, ModelHost
+from swictation.ports.tenants import TenantRelay
 
 log = logging.getLogger("swictation.guard")
 
@@ -34,6 +35,7 @@ class GuardService:
         on_shutdown: Callable[[str], None] | None = None,
         record_samples: bool = True,
         start_time: float | None = None,
+        tenants: TenantRelay | None = None,
     ) -> None:
         self.probe = probe
         self.host = host
@@ -43,7 +45,8 @@ class GuardService:
         self.recovery = recovery or RecoveryTracker()
         self._busy = busy or (lambda: False)
         self.on_shutdown = on_shutdown
-        self._executor = ActionExecutor(host, events, self._shutdown)
+        self.tenants = tenants
+        self._executor = ActionExecutor(host, events, self._shutdown, tenants)
         self._record_samples = record_samples
         self._t0 = clock.now() if start_time is None else start_time
         self._stop = threading.Event()
@@ -79,8 +82,14 @@ class GuardService:
     def tick(self) -> Decision:
         reading = self.probe.sample()
         fallbacks, resets = self.recovery.take_notices()
+        views = () if self.tenants is None else self.tenants.views()
         observation = Observation(
-            reading, self.host.models(), self._busy(), fallbacks=fallbacks, resets=resets
+            reading,
+            self.host.models(),
+            self._busy(),
+            fallbacks=fallbacks,
+            resets=resets,
+            tenants=views,
         )
         decision = self.policy.observe(observation)
         t = reading.t

@@ -42,8 +42,20 @@ class SimulationReport:
     per_model: dict[str, ModelTime] = attrs.field(factory=dict)
     # The least free memory on the simulated card (MiB), our models counted.
     min_free_mib: float = math.inf
+    # Co-tenants asked to release: {name: {"asks": n, "freed_mib": MiB}}.
+    tenants: dict[str, dict[str, float]] = attrs.field(factory=dict)
+
+    @property
+    def asks(self) -> int:
+        return int(sum(t["asks"] for t in self.tenants.values()))
 
     def to_json(self) -> dict[str, Any]:
+        body = self._body()
+        if self.tenants:
+            body.update(asks=self.asks, tenants=self.tenants)
+        return body
+
+    def _body(self) -> dict[str, Any]:
         return {
             "policy": self.policy,
             "samples": self.samples,
@@ -142,13 +154,16 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
 ) -> SimulationReport:
     """Replay device usage (`used_mib` excludes our models) with the rig's models resident at
     the start. OOMs and the peak are judged at every row; the guard polls on its own schedule
-    and sees the latest row at or before each poll."""
+    and sees the latest row at or before each poll. The guard's co-tenants (simulated, their
+    memory part of `used_mib`) free what they hold from every later row once asked."""
     n = len(times)
     if n == 0:
         raise ValueError("nothing to simulate: no samples")
     clock, feed, host, guard = rig.clock, rig.row, rig.host, rig.guard
     policy = guard.policy
     quiet = policy.quiet_after_s
+    tenants = guard.tenants
+    freed = 0.0
     levels = dict.fromkeys((level.name for level in Level), 0.0)
     level = policy.level
     transitions = offloads = restores = oom = 0
@@ -171,7 +186,7 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
             clock.set(t)
             resident = host.gpu_resident_mib()
             change_at = host.next_change()
-        on_card = used_mib[i] + resident
+        on_card = max(0.0, used_mib[i] - freed) + resident
         if total - on_card < min_free:
             min_free = total - on_card
         usage = on_card / total
@@ -188,7 +203,7 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
         if shutdown:
             continue
         following = times[i + 1] if i + 1 < n else math.nextafter(t, math.inf)
-        feed.used = used_mib[i]
+        feed.used = max(0.0, used_mib[i] - freed)
         feed.total = total
         feed.own = None if own_mib is None else own_mib[i]
         while next_poll < following and not shutdown:
@@ -229,6 +244,9 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
             if decision.actions:
                 resident = host.gpu_resident_mib()
                 change_at = host.next_change()
+                if tenants is not None:
+                    freed = _freed(tenants.snapshot())
+                    feed.used = max(0.0, used_mib[i] - freed)
             next_poll = poll + decision.next_poll_s
         if progress is not None and i % 8192 == 0:
             progress(i)
@@ -254,7 +272,17 @@ def run_simulation(  # noqa: PLR0912, PLR0915 -- one pass over the rows with the
         marks=tuple(marks),
         per_model=per_model,
         min_free_mib=min_free,
+        tenants={}
+        if tenants is None
+        else {
+            entry["name"]: {"asks": entry["asks"], "freed_mib": entry["freed_mib"]}
+            for entry in tenants.snapshot()
+        },
     )
+
+
+def _freed(snapshot: Sequence[dict[str, Any]]) -> float:
+    return float(sum(entry["freed_mib"] for entry in snapshot))
 
 
 def sample_function(
