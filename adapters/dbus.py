@@ -29,10 +29,11 @@ class DbusPressurePublisher(EventSink):
     """An event sink that turns the guard's `level` events into `PressureChanged` signals.
 
     `bus` is "SESSION" (the user's session bus) or a D-Bus address. A bus that goes away
-    later is logged once and publishing stops: the guard never fails for want of a listener.
+    later, or stops reading for `send_timeout_s`, is logged once and publishing stops: the
+    guard never fails or waits for want of a listener.
     """
 
-    def __init__(self, bus: str = "SESSION") -> None:
+    def __init__(self, bus: str = "SESSION", send_timeout_s: float = 1.0) -> None:
         try:
             from jeepney import DBusAddress
             from jeepney.io.blocking import open_dbus_connection
@@ -44,6 +45,9 @@ class DbusPressurePublisher(EventSink):
             self._connection: Any = open_dbus_connection(bus=bus)
         except Exception as error:
             raise DbusUnavailableError(f"no D-Bus {bus.lower()} bus: {error}") from None
+        # A bus that stops reading must not hold the guard's thread: a send that cannot go
+        # out within the timeout ends publishing (as a bus that went away does).
+        self._connection.sock.settimeout(send_timeout_s)
         self._emitter = DBusAddress(OBJECT_PATH, interface=INTERFACE)
         self._lock = threading.Lock()
         self._broken = False
@@ -66,7 +70,11 @@ class DbusPressurePublisher(EventSink):
                 self._connection.send(message)
             except OSError as error:
                 self._broken = True
-                log.warning("D-Bus: the session bus went away (%s); no more PressureChanged", error)
+                log.warning(
+                    "D-Bus: the session bus went away or stopped reading (%s); "
+                    "no more PressureChanged",
+                    error or type(error).__name__,
+                )
                 return False
             self.sent += 1
             return True

@@ -4,6 +4,7 @@ with the standard library and 1 s timeouts; and a simulated tenant for replay.""
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -65,7 +66,8 @@ class _Exchange:
         except urllib.error.HTTPError as error:
             self.calls.append(TenantCall(method, path, text, error.code))
             raise _NoAnswerError(f"{method} {path}: HTTP {error.code} {error.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+            # HTTPException: something that is not an HTTP server answered on the port.
             self.calls.append(TenantCall(method, path, text, None))
             reason = getattr(error, "reason", None) or error
             if isinstance(reason, TimeoutError) or "timed out" in str(reason):

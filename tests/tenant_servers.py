@@ -300,3 +300,32 @@ class FakeTextGen(FakeProgram):
             self.model = body.get("model_name")
             return 200, "OK"
         return 404, None
+
+
+@contextmanager
+def garbling_port(reply: bytes = b"SSH-2.0-OpenSSH_9.6\r\n") -> Iterator[str]:
+    """A port where something else listens: it answers every connection with `reply` (not
+    HTTP), then hangs up."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()

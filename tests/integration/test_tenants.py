@@ -27,6 +27,7 @@ from tests.tenant_servers import (
     FakeTextGen,
     FakeVllm,
     closed_port,
+    garbling_port,
     serving,
     silent_port,
 )
@@ -238,3 +239,18 @@ def test_an_http_error_is_reported_with_its_status():
 def test_default_urls_are_on_localhost():
     for kind in TENANT_KINDS:
         assert http_tenant(kind).url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("kind", TENANT_KINDS)
+@pytest.mark.parametrize(
+    "reply",
+    [b"SSH-2.0-OpenSSH_9.6\r\n", b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"mod'],
+    ids=["not-http", "cut-short"],
+)
+def test_something_else_on_the_port_is_a_value_not_an_exception(kind, reply):
+    with garbling_port(reply) as url:
+        tenant = http_tenant(kind, url)
+        state = tenant.state()
+        result = tenant.release()
+    assert not state.reachable and state.error
+    assert not result.done and result.error

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -125,3 +127,29 @@ def test_session_bus_from_the_environment(private_bus, monkeypatch):
     finally:
         publisher.close()
     assert os.environ["DBUS_SESSION_BUS_ADDRESS"] == private_bus
+
+
+def test_a_bus_that_stops_reading_never_holds_the_publisher_for_long(bus_daemon):
+    address, process = bus_daemon
+    publisher = DbusPressurePublisher(address, send_timeout_s=0.5)
+    outcome: list[bool] = []
+
+    def flood() -> None:
+        # Enough signals to fill the socket's buffer many times over.
+        for _ in range(200_000):
+            if not publisher.publish("EMERGENCY", 0.97):
+                outcome.append(False)
+                return
+        outcome.append(True)
+
+    process.send_signal(signal.SIGSTOP)  # the bus stops reading
+    try:
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        sender.join(60)
+        assert not sender.is_alive(), "a send blocked on a bus that stopped reading"
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert outcome == [False]
+    assert publisher.publish("NORMAL", 0.5) is False  # and it stays off
+    publisher.close()
