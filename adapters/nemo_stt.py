@@ -13,6 +13,10 @@ from swictation.ports import AudioBlock, SpeechRecognizer
 DEFAULT_NEMO_MODEL = "nvidia/canary-1b-flash"
 
 
+class NemoLoadError(RuntimeError):
+    """A model that cannot be had, said in one line with what to do."""
+
+
 def load_nemo(name_or_path: str | None, device: str) -> Any:
     source = name_or_path or DEFAULT_NEMO_MODEL
     local = source.endswith(".nemo") or Path(source).exists()
@@ -27,9 +31,23 @@ def load_nemo(name_or_path: str | None, device: str) -> Any:
     if local:
         model = ASRModel.restore_from(source, map_location=device)
     else:
-        model = ASRModel.from_pretrained(source, map_location=device)
+        try:
+            model = ASRModel.from_pretrained(source, map_location=device)
+        except (OSError, ConnectionError) as error:  # no network, hub offline, no such model
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise NemoLoadError(
+                f"cannot fetch {source} from the model hub ({reason}); with network access it "
+                "is fetched once into the cache (docs/gpu.md), or pass --stt-model FILE.nemo"
+            ) from None
     model.eval()
     return model
+
+
+def is_multitask(model: Any) -> bool:
+    """Canary and its kin: an encoder-decoder whose prompt carries the languages."""
+    from nemo.collections.asr.models import EncDecMultiTaskModel
+
+    return isinstance(model, EncDecMultiTaskModel)
 
 
 class NemoRecognizer(SpeechRecognizer):
@@ -46,7 +64,7 @@ class NemoRecognizer(SpeechRecognizer):
         model = self._host.model(self._model)
         device = self._host.device(self._model)
         extra: dict[str, Any] = {}
-        if type(model).__name__ == "EncDecMultiTaskModel":  # Canary: speech recognition, en->en
+        if is_multitask(model):  # Canary: speech recognition when source and target agree
             extra = {"source_lang": self._language, "target_lang": self._language}
         precision = (
             torch.autocast("cuda", dtype=torch.float16)

@@ -14,6 +14,7 @@ import advise_bench
 import daemon_bench
 import idle_bench
 import memory_bench
+import mic_bench
 import replay_bench
 
 BENCHES = {
@@ -22,6 +23,7 @@ BENCHES = {
     "memory": memory_bench.main,
     "daemon": daemon_bench.main,
     "idle": idle_bench.main,
+    "mic": mic_bench.main,
 }
 
 

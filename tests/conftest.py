@@ -1,4 +1,5 @@
-"""Markers: `gpu` tests need CUDA, `audio` tests a microphone; both skip where missing.
+"""Markers: `gpu` tests need CUDA and skip without it; `audio` tests listen through a private
+PulseAudio server (the `sound_server` fixture) and skip only where its packages are missing.
 Hypothesis: under CI (`CI` set) property tests run derandomized (the same examples every run,
 so a red run replays as it was); locally the random search goes on, and `HYPOTHESIS_PROFILE`
 picks either profile by name."""
@@ -27,23 +28,45 @@ def has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# -- audio: a private sound server per session (tests/sound_server.py) ----------------------
+
+
 @functools.cache
-def has_microphone() -> bool:
+def why_no_sound_server() -> str | None:
+    from tests.sound_server import why_unavailable
+
+    return why_unavailable()
+
+
+@pytest.fixture(scope="session")
+def sound_server(tmp_path_factory):
+    """A private PulseAudio server with a null sink, started once per session and killed at
+    its end. Programs reach it through `server.client_env()`; for this process, use
+    `listening_here`. Nothing else in the session sees it."""
+    from tests.sound_server import SoundServer
+
+    reason = why_no_sound_server()
+    if reason is not None:
+        pytest.skip(reason)
+    server = SoundServer(tmp_path_factory.mktemp("sound-server"))
+    server.start()
     try:
-        import sounddevice
-    except (ImportError, OSError):
-        return False
-    try:
-        return any(d["max_input_channels"] > 0 for d in sounddevice.query_devices())
-    except Exception:
-        return False
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def listening_here(sound_server, monkeypatch):
+    """The session's sound server as this process's (PortAudio's) for one test."""
+    monkeypatch.setenv("PULSE_SERVER", sound_server.address)
+    return sound_server
 
 
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (none here)")
-    no_mic = pytest.mark.skip(reason="needs a microphone (none here)")
     for item in items:
         if "gpu" in item.keywords and not has_cuda():
             item.add_marker(no_gpu)
-        if "audio" in item.keywords and not has_microphone():
-            item.add_marker(no_mic)
+        if "audio" in item.keywords and why_no_sound_server() is not None:
+            item.add_marker(pytest.mark.skip(reason=why_no_sound_server()))
