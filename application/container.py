@@ -9,6 +9,7 @@ used and stop in `shutdown`. Tests swap any provider with `container.x.override(
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -113,16 +114,30 @@ def _nvml(clock: Any, gpu: str) -> Iterator[NvmlProbe]:
 def _device(wanted: str) -> str:
     if wanted == "auto":
         return "cuda" if cuda_available() else "cpu"
+    if wanted == "cuda" and not cuda_available():
+        raise RuntimeError(
+            "--device cuda: CUDA is not available here (no NVIDIA driver, or a CPU build of "
+            "torch); use --device auto or --device cpu"
+        )
     return wanted
 
 
+def _needs(module: str, extra: str, what: str) -> None:
+    """A missing optional dependency is one line naming the fix, not a library's traceback."""
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"{what} needs {module}: pip install 'swictation[{extra}]'")
+
+
 def _silero_residency() -> Any:
+    _needs("silero_vad", "vad", "the Silero VAD")
+    _needs("onnxruntime", "vad", "the Silero VAD")
     from swictation.adapters.silero import OnnxResidency
 
     return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
 def _whisper_residency(model: str | None, device: str) -> Any:
+    _needs("faster_whisper", "whisper", "--stt whisper")
     from swictation.adapters.whisper_stt import whisper_residency
 
     # A CTranslate2 model is built on its device; offloading is handled by its residency.
@@ -130,6 +145,7 @@ def _whisper_residency(model: str | None, device: str) -> Any:
 
 
 def _nemo_residency(model: str | None) -> Any:
+    _needs("nemo", "nemo", "--stt nemo")
     from swictation.adapters.nemo_stt import load_nemo
 
     return TorchResidency(load_nemo(model, "cpu"))

@@ -73,6 +73,17 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
             f"spooled {status.get('spooled')})",
         )
     )
+    totals = status.get("cuda_errors") or {}
+    if totals:
+        parts.append(
+            (
+                "cuda errors",
+                ", ".join(
+                    f"{name} {c['errors']} ({c['fallbacks']} fallbacks)"
+                    for name, c in totals.items()
+                ),
+            )
+        )
     if status.get("output") is not None:
         parts.append(("output", str(status["output"])))
     if status.get("undelivered"):

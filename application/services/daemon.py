@@ -131,6 +131,7 @@ class Daemon:
                 for m in self.guard.host.models()
             },
             "errors": self.guard.recovery.snapshot(),
+            "cuda_errors": {m: dict(c) for m, c in self.pipeline.runner.totals.items()},
             "utterances": stats.utterances,
             "queued": self.pipeline.queued,
             "spooled": stats.spooled,
@@ -196,7 +197,6 @@ class Daemon:
         parts = self.parts
         parts.notify("STATUS=starting")
         self.guard.start()
-        self.pipeline.warm_up()
         self.pipeline.start_worker()
         parts.notify("READY=1")
         parts.notify("STATUS=listening")

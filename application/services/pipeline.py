@@ -149,6 +149,7 @@ class DictationPipeline:
         self._capture_began: float | None = None
         self._vad_failed = False
         self._started = False
+        self._warmed = False
         # Called on the speech-to-text thread after an utterance when no other waits: the
         # models are free until the next one (the guard may move them then; the next
         # utterance waits for that and loses nothing).
@@ -160,6 +161,10 @@ class DictationPipeline:
     def busy(self) -> bool:
         """An utterance is being spoken, waiting, or transcribed: no model restore now."""
         return self._segmenter.in_speech or not self._queue.empty() or self._transcribing.is_set()
+
+    @property
+    def runner(self) -> RecoveringRunner:
+        return self._runner
 
     @property
     def spool(self) -> Spool:
@@ -178,14 +183,18 @@ class DictationPipeline:
         self._started = True
         if not self._backlog:
             self.replay_spool()
-        self.workers.spawn("stt", self._work)
+        self.workers.spawn("stt", self._warm_then_work)
         self.workers.spawn("output", self.delivery.run)
 
     def warm_up(self) -> None:
         """One inference of each model at load, so the first utterance is as fast as the
-        rest (lazy allocations, kernel selection and caches are paid here, not by the user)."""
+        rest (lazy allocations, kernel selection and caches are paid here, not by the user).
+        The speech-to-text worker does it first thing, while capture is already listening."""
         import numpy as np
 
+        if self._warmed:
+            return
+        self._warmed = True
         quiet = AudioBlock(0.0, np.zeros(512, np.float32), RATE)
         began = time.monotonic()
         try:
@@ -408,6 +417,13 @@ class DictationPipeline:
                 from_backlog=True,
             )
         return None
+
+    def _warm_then_work(self) -> None:
+        with self._backlog_lock:
+            backlog = bool(self._backlog)
+        if not backlog:  # an earlier run's spool goes first, and warms the models itself
+            self.warm_up()
+        self._work()
 
     def _work(self) -> None:
         while True:

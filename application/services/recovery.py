@@ -31,6 +31,8 @@ class RecoveringRunner:
         self._clock = clock
         self._t0 = start_time
         self._executor = ActionExecutor(host, events)
+        # The run's totals per model (the tracker's counts reset on success): for reports.
+        self.totals: dict[str, dict[str, int]] = {}
 
     def run(self, model: str, operation: Callable[[str], T]) -> T:
         """Call `operation(device)` with `model` held in place; retry on CUDA errors."""
@@ -65,6 +67,9 @@ class RecoveringRunner:
                     step.failures,
                     step.verdict.value,
                 )
+                counts = self.totals.setdefault(model, {"errors": 0, "fallbacks": 0})
+                counts["errors"] += 1
+                counts["fallbacks"] += step.verdict is Verdict.FALLBACK
                 if step.verdict is Verdict.GIVE_UP:
                     raise
                 for action in step.actions:

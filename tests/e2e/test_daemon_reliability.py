@@ -451,4 +451,22 @@ def test_faults_are_injected_on_a_machine_without_a_gpu_into_the_vad_too(tmp_pat
     errors = [(e["model"], e["kind"]) for e in log if e["type"] == "error"]
     assert errors.count(("stt", "out_of_memory")) == 2
     assert errors.count(("vad", "cuda")) == 2
+    # The final report counts the run's CUDA errors and fallbacks.
+    (report,) = [x for x in result.err.splitlines() if "final report: listening" in x]
+    assert "vad 2 (0 fallbacks)" in report and "stt 2 (0 fallbacks)" in report
     assert word_error_rate("Open the window. Close the door behind you.", result.out) <= 0.2
+
+
+def test_device_cuda_without_cuda_is_one_line_and_exit_1(tmp_path):
+    from tests.conftest import has_cuda
+
+    if has_cuda():
+        pytest.skip("this machine has CUDA")
+    result = daemon(
+        "--device", "cuda", "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none",
+        "--spool-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.code == 1
+    (line,) = [x for x in result.err.splitlines() if "error" in x.lower()]
+    assert line.startswith("swictationd: error: --device cuda: CUDA is not available here")
+    assert "Traceback" not in result.err

@@ -49,6 +49,7 @@ def test_the_gate_can_be_opened_to_run_the_vad_on_every_block(tmp_path):
     blocks = quiet_room(1.0, -70)
     vad = CountingVad()
     pipeline, _, _ = build(blocks, [], tmp_path)
+    pipeline.warm_up()  # its one VAD call is not a block of the stream
     pipeline._vad = vad
     pipeline._gate = 10 ** (VadSettings(energy_gate_dbfs=-120.0).energy_gate_dbfs / 10)
     run_all(pipeline)
