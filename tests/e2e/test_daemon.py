@@ -92,10 +92,11 @@ def test_a_pause_separates_two_utterances_one_line_each(spool):
 
 
 def emergency_trace(tmp_path: Path) -> Path:
-    # An 8 GiB card: others jump to 97 % from 1.5 s to 5 s into the recording.
+    # An 8 GiB card: others jump to 97 % from 1.5 s to 9 s into the run. The window is wide
+    # so that a guard slowed by a busy machine still sees it for many polls.
     return write_csv(
         tmp_path / "pressure.csv",
-        lambda t: 7900.0 if 1.5 <= t < 5 else 2900.0,
+        lambda t: 7900.0 if 1.5 <= t < 9 else 2900.0,
         8 * GiB,
         60,
         0.1,
@@ -106,9 +107,17 @@ def test_emergency_mid_recording_loses_no_words(tmp_path, spool):
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n[guard]\nmin_offload_mib = 16\n")
     events = tmp_path / "events.jsonl"
+    # pair.wav then 8 s of quiet: the run outlasts the pressure by long enough for the card's
+    # return to NORMAL, the dwell and the restore, however slow the machine.
+    import numpy as np
+    import soundfile
+
+    voice, rate = soundfile.read(AUDIO / "pair.wav", dtype="float32")
+    recording = tmp_path / "pair-then-quiet.wav"
+    soundfile.write(recording, np.concatenate([voice, np.zeros(8 * rate, np.float32)]), rate)
     result = daemon(
         "--audio-file",
-        str(AUDIO / "pair.wav"),
+        str(recording),
         "--realtime",
         "--probe",
         "trace",
