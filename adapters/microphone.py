@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from swictation.domain.segmenter import SAMPLE_RATE
-from swictation.ports import AudioBlock, AudioSource
+from swictation.ports import AudioBlock, AudioSource, CaptureHealth
 
 log = logging.getLogger("swictation.audio")
 
@@ -94,6 +94,9 @@ class CaptureStats:
     @property
     def lost_blocks(self) -> int:
         return self.overflows + self.dropped
+
+    def health(self) -> CaptureHealth:
+        return CaptureHealth(lost_blocks=self.lost_blocks, device_losses=self.losses)
 
 
 class MicrophoneSource(AudioSource):
@@ -279,6 +282,9 @@ class MicrophoneSource(AudioSource):
                 stats.losses,
                 stats.without_device_s,
             )
+
+    def health(self) -> CaptureHealth:
+        return self.stats.health()
 
     def close(self) -> None:
         self._closed.set()

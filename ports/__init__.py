@@ -68,11 +68,23 @@ class ModelHost(Protocol):
     def classify_error(self, error: BaseException) -> ErrorKind: ...
 
 
+@attrs.frozen
+class CaptureHealth:
+    """What capture lost: blocks dropped to overflow, times the device went away."""
+
+    lost_blocks: int = 0
+    device_losses: int = 0
+
+
 @runtime_checkable
 class AudioSource(Protocol):
     def blocks(self) -> Iterator[AudioBlock]: ...
 
     def close(self) -> None: ...
+
+    def health(self) -> CaptureHealth:
+        """A file or a list loses nothing; a live device says what it lost."""
+        return CaptureHealth()
 
 
 @runtime_checkable

@@ -73,6 +73,9 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
             f"spooled {status.get('spooled')})",
         )
     )
+    lost, losses = status.get("capture_lost_blocks"), status.get("capture_device_losses")
+    if lost or losses:
+        parts.append(("capture", f"{lost} block(s) lost to overflow, device lost {losses} time(s)"))
     totals = status.get("cuda_errors") or {}
     if totals:
         parts.append(

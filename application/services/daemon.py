@@ -109,6 +109,7 @@ class Daemon:
         stats = self.pipeline.stats
         latency = stats.percentiles()
         delivery = self.pipeline.delivery.state()
+        capture = self.pipeline.capture_health()
         return {
             "listening": self.pipeline.enabled.is_set(),
             "level": self.guard.level.name,
@@ -134,6 +135,8 @@ class Daemon:
             "cuda_errors": {m: dict(c) for m, c in self.pipeline.runner.totals.items()},
             "utterances": stats.utterances,
             "queued": self.pipeline.queued,
+            "capture_lost_blocks": capture.lost_blocks,
+            "capture_device_losses": capture.device_losses,
             "spooled": stats.spooled,
             "output": delivery.describe(),
             "output_waiting": delivery.waiting,

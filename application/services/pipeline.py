@@ -34,6 +34,7 @@ from swictation.domain.segmenter import SAMPLE_RATE, Segmenter, Span, VadSetting
 from swictation.ports import (
     AudioBlock,
     AudioSource,
+    CaptureHealth,
     EventSink,
     SpeechRecognizer,
     TextOutput,
@@ -523,6 +524,9 @@ class DictationPipeline:
     def stop_capture(self) -> None:
         self._stop_capture.set()
         self._source.close()
+
+    def capture_health(self) -> CaptureHealth:
+        return self._source.health()
 
     def finish(
         self,

@@ -174,6 +174,7 @@ def test_a_reader_that_falls_behind_overflows_the_ring_counted_and_logged(listen
     list(blocks)
     assert source.stats.dropped > 0
     assert source.stats.lost_blocks == source.stats.overflows + source.stats.dropped
+    assert source.health().lost_blocks == source.stats.lost_blocks  # what status shows
     # Positions stay those of the samples delivered, so the pipeline's cuts stay aligned.
     assert later[0].t == pytest.approx(len(first.samples) / 16000)
     warnings = [r.getMessage() for r in caplog.records if "microphone overflow" in r.getMessage()]

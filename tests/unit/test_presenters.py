@@ -59,3 +59,12 @@ def test_a_device_that_cannot_be_read_and_a_quiet_start():
         "memory:     NORMAL (device unknown)",
         "utterances: 0 (queued 0, spooled 0)",
     ]
+
+
+def test_audio_lost_by_capture_is_reported():
+    """Issue 13: overflows and device losses reach `status` and the final report."""
+    status = {**STATUS, "capture_lost_blocks": 5, "capture_device_losses": 1}
+    assert "capture:    5 block(s) lost to overflow, device lost 1 time(s)" in (
+        status_text(status).splitlines()
+    )
+    assert "capture 5 block(s) lost to overflow" in status_line("final report", status)
