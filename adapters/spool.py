@@ -112,10 +112,12 @@ class Spool:
         if self.fallback != self.directory:
             yield self.fallback
 
-    def put(self, samples: Any, label: str = "") -> Path | None:
+    def put(self, samples: Any, label: str = "", twin: Path | None = None) -> Path | None:
         """Writes one utterance as WAV; the spool, else the fallback directory; None (and the
-        seconds counted as lost, said in one line) when nothing can be written."""
-        name = self._name(f"{label}.wav")
+        seconds counted as lost, said in one line) when nothing can be written. `twin` is the
+        `.pcm` file the utterance was written ahead to: the WAV takes its name, so a crash
+        between writing one and removing the other leaves a pair that is read once."""
+        name = f"{twin.stem}{label}.wav" if twin is not None else self._name(f"{label}.wav")
         errors = []
         for directory in self._targets():
             path = directory / name
@@ -172,6 +174,12 @@ class Spool:
                         path.unlink()
                 elif entry.name.endswith((".wav", ".pcm")) and path not in self._skipped:
                     found.append(path)
+        whole = {p.stem for p in found if p.suffix == ".wav"}
+        for twin in [p for p in found if p.suffix == ".pcm" and p.stem in whole]:
+            # Speech already written whole: the partial copy is left over from a crash.
+            found.remove(twin)
+            with contextlib.suppress(OSError):
+                twin.unlink()
         return sorted(found, key=lambda p: p.name)
 
     def pending(self) -> list[Path]:

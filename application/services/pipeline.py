@@ -372,6 +372,8 @@ class DictationPipeline:
         if len(samples) == 0:
             return
         pad = int(self._segmenter.settings.speech_pad_s * RATE)
+        opened = self._open
+        twin = opened.path if opened is not None and opened.start_sample == span.start else None
         speech_end_wall = None
         if self._realtime and self._capture_began is not None:
             speech_end_wall = self._capture_began + max(span.start, span.end - pad) / RATE
@@ -381,7 +383,7 @@ class DictationPipeline:
             span.start / RATE,
             time.monotonic(),
             speech_end_wall,
-            spooled=self._spool.put(samples),
+            spooled=self._spool.put(samples, twin=twin),
         )
         self._queue.put(utterance)
 

@@ -127,3 +127,21 @@ def test_a_full_disk_under_output_file_raises_for_the_delivery_to_retry():
         assert error.errno == 28
     else:
         raise AssertionError("a full disk must not pass for delivered text")
+
+
+def test_a_crash_between_the_whole_utterance_and_its_removed_partial_reads_it_once(tmp_path):
+    """SIGKILL after an utterance was written whole but before its `.pcm` (written ahead
+    while it was spoken) was removed: the restart transcribes it once, not twice."""
+    import numpy as np
+
+    spool = Spool(tmp_path / "spool", tmp_path / "fallback")
+    speech = np.full(16000, 0.1, np.float32)
+    partial = spool.open(0)
+    assert partial is not None
+    partial.append(speech)
+    whole = spool.put(speech, twin=partial.path)
+    assert whole is not None and whole.stem == partial.path.stem
+    # (killed here: the .pcm is never discarded)
+    restarted = Spool(tmp_path / "spool", tmp_path / "fallback")
+    assert restarted.backlog() == [whole]
+    assert not partial.path.exists()
