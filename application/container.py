@@ -459,6 +459,7 @@ class Container(containers.DeclarativeContainer):
         xdotool=providers.Singleton(xdotool_output),
     )
     runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
+    spool = providers.Singleton(Spool, config.daemon.spool_dir)
     pipeline = providers.Singleton(
         DictationPipeline,
         source=source,
@@ -467,7 +468,7 @@ class Container(containers.DeclarativeContainer):
         output=output,
         runner=runner,
         events=events,
-        spool=providers.Singleton(Spool, config.daemon.spool_dir),
+        spool=spool,
         settings=vad_settings,
         realtime=config.run.realtime,
         start_time=start_time,

@@ -3,6 +3,8 @@ configuration key; fakes swapped in with `override`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from dependency_injector import providers
 
@@ -31,6 +33,7 @@ from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import ModelState, Placement
 from swictation.domain.policy import GuardPolicy
 from swictation.ports import AudioBlock
+from swictation.ports.spool import OpenUtterance, Spool
 
 RATE = 16000
 
@@ -134,6 +137,52 @@ def test_the_guard_and_the_daemon_share_one_stop(tmp_path):
     finally:
         shutdown(container)
     assert code == EXIT_MEMORY_SHUTDOWN
+
+
+class ListSpool(Spool):
+    """The spool port in memory: each utterance put is named by its number; nothing is
+    written ahead."""
+
+    def __init__(self) -> None:
+        self.kept: dict[Path, np.ndarray] = {}
+        self.delivered: list[Path] = []
+        self.written_bytes = 0
+        self.lost_s = 0.0
+
+    def put(self, samples, label="", twin=None) -> Path:
+        path = Path(f"{len(self.kept)}.wav")
+        self.kept[path] = samples
+        return path
+
+    def open(self, start_sample: int) -> OpenUtterance | None:
+        return None
+
+    def backlog(self) -> list[Path]:
+        return []
+
+    def load(self, path: Path):
+        return self.kept.get(path)
+
+    def done(self, path: Path) -> None:
+        self.delivered.append(path)
+
+
+def test_the_spool_is_a_port_the_container_injects(tmp_path):
+    """Each utterance is kept through the injected spool until its text is delivered."""
+    container = daemon_container(_file_run(tmp_path))
+    silence = np.zeros(RATE, np.float32)
+    blocks = _blocks(silence, _speech(1.0), silence, _speech(0.8), silence)
+    output, _ = _with_fakes(container, ["hello there", "general kenobi"], blocks)
+    spool = ListSpool()
+    container.spool.override(providers.Object(spool))
+    try:
+        code = container.daemon().run()
+    finally:
+        shutdown(container)
+    assert code == EXIT_OK
+    assert output.lines == ["hello there", "general kenobi"]
+    assert spool.delivered == [Path("0.wav"), Path("1.wav")]
+    assert not (tmp_path / "spool").exists()  # nothing reached the configured directory
 
 
 def test_only_the_selected_resources_start(tmp_path):
