@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 from dependency_injector import providers
 
@@ -20,17 +21,18 @@ from swictation.adapters.memory import (
     ScriptedRecognizer,
 )
 from swictation.adapters.trace_row import TraceRowProbe
-from swictation.application.config import DaemonSettings, load_settings
+from swictation.application.config import DaemonSettings, GuardConfig, PolicyName, load_settings
 from swictation.application.container import (
     daemon_container,
     make_container,
     replay_container,
     shutdown,
+    simulate,
 )
 from swictation.application.services.daemon import EXIT_MEMORY_SHUTDOWN, EXIT_OK
 from swictation.application.services.simulation import ModelSpec
 from swictation.domain.legacy import LegacyPolicy
-from swictation.domain.model import ModelState, Placement
+from swictation.domain.model import ModelState, Placement, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy
 from swictation.ports import AudioBlock
 from swictation.ports.spool import OpenUtterance, Spool
@@ -207,3 +209,17 @@ def test_replay_is_built_by_the_same_container():
     sample = rig.guard.probe.sample()
     assert sample.used_mib == 1500.0  # the trace row plus our resident model
     assert isinstance(container.policy(), GuardPolicy)
+
+
+def test_replay_chooses_the_policy_as_the_daemon_does():
+    """Replay and `--advise` hand the container a guard configuration; its selector builds
+    the policy from the configured thresholds and tuning, as for the daemon."""
+    thresholds = attrs.evolve(Thresholds(), warning=0.5, dwell_s=42.0)
+    tuning = attrs.evolve(Tuning(), forecast_window_s=7.0)
+    chosen = replay_container(0.0, (), GuardConfig(thresholds, tuning)).policy()
+    assert isinstance(chosen, GuardPolicy)
+    assert (chosen.thresholds, chosen.tuning) == (thresholds, tuning)
+    legacy = GuardConfig(thresholds, tuning, PolicyName.LEGACY)
+    assert isinstance(replay_container(0.0, (), legacy).policy(), LegacyPolicy)
+    report = simulate([0.0, 1.0], [100.0, 100.0], [1000.0, 1000.0], legacy)
+    assert report.policy == "legacy"
