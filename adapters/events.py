@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from swictation.adapters.whole_write import append_whole
 from swictation.domain.model import Event
 from swictation.ports import EventSink
 
@@ -71,9 +72,7 @@ class JsonlEventSink(EventSink):
         if self._size and self._size + len(line) > self._max:
             self._rotate()
         assert self._file is not None
-        written = self._file.write(line)
-        if written != len(line):
-            raise OSError(28, "No space left on device (short write)")
+        append_whole(self._file.fileno(), line)
         self._size += len(line)
 
     def _rotate(self) -> None:
