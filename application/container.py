@@ -195,10 +195,18 @@ def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     )
 
 
-def _trace_probe(path: str | None, clock: Any, host: Any) -> Any:
+def _trace_file(probe: str, path: str | None) -> Any:
+    """The `--trace` of `--probe trace`, read (and so checked) on its own, before any model
+    loads; None for another probe."""
+    if probe != "trace":
+        return None
     if not path:
         raise ValueError("--probe trace needs --trace FILE")
-    inner = TraceProbe(read_trace(path), clock)
+    return read_trace(path)
+
+
+def _trace_probe(trace: Any, clock: Any, host: Any) -> Any:
+    inner = TraceProbe(trace, clock)
     if isinstance(host, SimulatedGpuHost):
         return ResidentModelsProbe(inner, host.simulated)
     return inner
@@ -413,13 +421,14 @@ class Container(containers.DeclarativeContainer):
     # -- the guard ---------------------------------------------------------------------------
     nvml = providers.Resource(_nvml, clock, config.daemon.gpu)
     trace_row = providers.Singleton(TraceRowProbe, clock)
+    trace_file = providers.Singleton(_trace_file, config.daemon.probe, config.daemon.trace)
     probe = providers.Selector(
         config.daemon.probe,
         none=providers.Singleton(NoProbe, clock),
         nvml=nvml,
         torch=providers.Singleton(TorchCudaProbe, clock, config.daemon.gpu.as_int()),
         host=providers.Singleton(HostMemoryProbe, clock),
-        trace=providers.Singleton(_trace_probe, config.daemon.trace, clock, host),
+        trace=providers.Singleton(_trace_probe, trace_file, clock, host),
         replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
     )
     policy = providers.Selector(

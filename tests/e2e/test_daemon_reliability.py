@@ -427,6 +427,19 @@ def test_output_file_alone_means_output_file_and_file_without_a_path_fails_first
     assert "model" not in bad.err  # said before any model loads
 
 
+@pytest.mark.parametrize("trace", ["missing.csv", "bad.csv"])
+def test_a_bad_trace_is_said_before_any_model_loads(tmp_path, trace):
+    (tmp_path / "bad.csv").write_text("timestamp, memory.used [MiB]\nyesterday, lots\n")
+    result = daemon(
+        "--probe", "trace", "--trace", str(tmp_path / trace), "--audio-file",
+        str(AUDIO / "pair.wav"), "--spool-dir", str(tmp_path / "spool"),
+    )  # fmt: skip
+    assert result.code == 2
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(f"swictationd: error: {tmp_path / trace}")
+    assert "swictation: model " not in result.err  # said before any model loads
+
+
 def test_an_unknown_model_in_a_fault_is_a_usage_error(tmp_path):
     result = daemon("--inject-fault", "gpu:oom:1", "--spool-dir", str(tmp_path))
     assert result.code == 2
