@@ -90,6 +90,7 @@ class GuardService:
             fallbacks=fallbacks,
             resets=resets,
             tenants=views,
+            cleanup_freed_mib=self._executor.take_cleaned(),
         )
         decision = self.policy.observe(observation)
         t = reading.t
