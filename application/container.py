@@ -69,6 +69,7 @@ from swictation.application.services.simulation import (
     run_simulation,
 )
 from swictation.application.services.stop import StopSignal
+from swictation.application.services.workers import Workers
 from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import Event, ModelState, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy, Policy
@@ -310,7 +311,12 @@ def _named(kinds: Sequence[str]) -> list[str]:
 
 
 def _tenant_broker(
-    tables: Sequence[dict[str, Any]], events: EventSink, clock: Any, probe: Any, tuning: Tuning
+    tables: Sequence[dict[str, Any]],
+    events: EventSink,
+    clock: Any,
+    probe: Any,
+    tuning: Tuning,
+    workers: Workers,
 ) -> Iterator[TenantBroker | None]:
     """The co-tenants of [[tenants]] (None without any); closed before the flight recorder,
     so that asks in flight are recorded."""
@@ -323,7 +329,9 @@ def _tenant_broker(
         tenant = http_tenant(str(section.kind), section.url, section.models)
         specs.append(TenantSpec(name, tenant, section.priority, section.idle_only))
         log.info("co-tenant %s at %s", name, tenant.url)
-    broker = TenantBroker(specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s)
+    broker = TenantBroker(
+        specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s, workers=workers
+    )
     try:
         yield broker
     finally:
@@ -437,7 +445,11 @@ class Container(containers.DeclarativeContainer):
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
-    tenant_broker = providers.Resource(_tenant_broker, config.tenants, events, clock, probe, tuning)
+    # The daemon's supervised threads (the pipeline's, the co-tenant refresher), one health.
+    workers = providers.Singleton(Workers)
+    tenant_broker = providers.Resource(
+        _tenant_broker, config.tenants, events, clock, probe, tuning, workers
+    )
     tenants = providers.Selector(
         config.run.mode,
         daemon=tenant_broker,
@@ -483,6 +495,7 @@ class Container(containers.DeclarativeContainer):
         realtime=config.run.realtime,
         start_time=start_time,
         keep_undelivered=providers.Object(append_undelivered),
+        workers=workers,
     )
     busy = providers.Selector(
         config.run.mode,
