@@ -381,20 +381,31 @@ def test_sigkill_loses_at_most_the_last_second_and_a_restart_transcribes_the_res
 
 def test_sighup_stops_a_file_run_in_order(tmp_path, env):
     spool = tmp_path / "spool"
-    run = Running(
-        "--audio-file", str(DICTATION), "--realtime", "--probe", "none",
-        "--spool-dir", str(spool), env=env,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: any(p.stat().st_size > 32000 for p in spool.glob("*.pcm")), 120)
-        run.process.send_signal(signal.SIGHUP)
-        assert run.finish() == 0, run.err
-    finally:
-        run.process.kill()
+    typed = tmp_path / "typed.txt"
+
+    def speaking_with_nothing_queued() -> bool:
+        # A second of speech open, and every utterance before it typed (none waits as .wav).
+        try:
+            pcm = [p for p in spool.glob("*.pcm") if p.stat().st_size > 32000]
+        except FileNotFoundError:  # closed between the listing and the look
+            return False
+        return len(pcm) == 1 and not list(spool.glob("*.wav"))
+
+    with typed.open("w") as stdout:
+        run = Running(
+            "--audio-file", str(DICTATION), "--realtime", "--probe", "none",
+            "--spool-dir", str(spool), env=env, stdout=stdout,
+        )  # fmt: skip
+        try:
+            wait_for(speaking_with_nothing_queued, 120)
+            before = len(typed.read_text().splitlines())
+            run.process.send_signal(signal.SIGHUP)
+            assert run.finish() == 0, run.err
+        finally:
+            run.process.kill()
     assert "SIGHUP received" in run.err
-    assert run.process.stdout is not None
-    lines = run.process.stdout.read().splitlines()
-    assert len(lines) >= 1  # the speech in progress at the signal was transcribed too
+    lines = typed.read_text().splitlines()
+    assert len(lines) == before + 1  # the speech in progress at the signal, transcribed too
     assert not list(spool.iterdir())
 
 
