@@ -513,9 +513,7 @@ class Container(containers.DeclarativeContainer):
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
-    control_server = providers.Resource(
-        _control_server, config.control.socket, daemon, socket_lock
-    )
+    control_server = providers.Resource(_control_server, config.control.socket, daemon, socket_lock)
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
     simulation = providers.Singleton(
