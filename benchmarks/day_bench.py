@@ -16,7 +16,6 @@ committed), and so is the trace."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -489,10 +488,39 @@ def _matches(said: Said, heard: list[str]) -> bool:
     return error_rate(expected, heard) <= 0.35
 
 
+def _align(typed: list[tuple[float, list[str]]], said: list[Said], wall_of) -> dict[int, int]:
+    """The longest in-order matching of typed lines to sentences (a line matches a sentence
+    of its words that was said before it was typed): {line index: sentence index}."""
+    n, m = len(typed), len(said)
+
+    def fits(i: int, j: int) -> bool:
+        at, heard = typed[i]
+        return wall_of(said[j].end) <= at + 1.0 and _matches(said[j], heard)
+
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = max(best[i + 1][j], best[i][j + 1])
+            if fits(i, j):
+                best[i][j] = max(best[i][j], best[i + 1][j + 1] + 1)
+    pairs: dict[int, int] = {}
+    i = j = 0
+    while i < n and j < m:
+        if fits(i, j) and best[i][j] == best[i + 1][j + 1] + 1:
+            pairs[i] = j
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
 def score(run: Run) -> dict[str, object]:
-    """Each typed line is matched to the earliest sentence of the same words, said before it
-    was typed and not matched yet; what is left over is missing, what finds nothing is a
-    duplicate (or noise), a match earlier than the one before it is out of order."""
+    """Typed lines against the sentences said while listening, aligned in order (the longest
+    in-order matching). A line left over is a duplicate when its sentence was typed already,
+    out of order when its sentence was not, typed while off when it was said while off, and
+    unrecognised otherwise; a sentence left over is missing."""
     day = run.day
     typed: list[tuple[float, str]] = []
     if run.typed.exists():
@@ -507,48 +535,55 @@ def score(run: Run) -> dict[str, object]:
                 chosen = segment
         return chosen[1] + (day_s - chosen[0])
 
-    matched: dict[int, float] = {}
-    order: list[int] = []
-    extra: list[str] = []
-    latencies: list[float] = []
-    for at, text in typed:
-        heard = words(text)
-        found = None
-        for said in day.said:
-            if said.index in matched or wall_of(said.end) > at + 1.0:
-                continue
-            if _matches(said, heard):
-                found = said
-                break
-        if found is None:
-            extra.append(text)
-            continue
-        matched[found.index] = at
-        order.append(found.index)
-        latencies.append(at - wall_of(found.end))
+    heard = [(at, words(text)) for at, text in typed]
     expected = [s for s in day.said if s.kind != "off"]
-    missing = [s for s in expected if s.index not in matched]
-    typed_off = [s for s in day.said if s.kind == "off" and s.index in matched]
-    violations = sum(1 for a, b in itertools.pairwise(order) if b < a)
-    duplicated = sum(len(words(t)) for t in extra)
-    expected_words = sum(len(words(s.clip.text)) for s in expected if s.kind == "live")
-    expected_words += sum(
-        len(words(t))
-        for at, t in typed
-        for s in day.said
-        if s.kind == "cut" and matched.get(s.index) == at
-    )
+    pairs = _align(heard, expected, wall_of)
+    typed_at = {expected[j].index: typed[i][0] for i, j in pairs.items()}
+    duplicated: list[str] = []
+    out_of_order = 0
+    while_off = 0
+    unrecognised: list[str] = []
+    for i, (at, text) in enumerate(typed):
+        if i in pairs:
+            continue
+        candidates = [
+            s for s in day.said if wall_of(s.end) <= at + 1.0 and _matches(s, heard[i][1])
+        ]
+        late = [s for s in candidates if s.kind != "off" and s.index not in typed_at]
+        if late:
+            out_of_order += 1
+            typed_at[late[0].index] = at
+        elif any(s.kind != "off" for s in candidates):
+            duplicated.append(text)
+        elif candidates:
+            while_off += 1
+        else:
+            unrecognised.append(text)
+    missing = [s for s in expected if s.index not in typed_at]
+    outage = [t for t, what in day.actions if what in ("outage", "back")]
+    latencies = [at - wall_of(s.end) for s in expected if (at := typed_at.get(s.index)) is not None]
+    waited = [
+        at - wall_of(s.end)
+        for s in expected
+        if (at := typed_at.get(s.index)) is not None
+        and not (len(outage) == 2 and outage[0] <= s.end <= outage[1] + 5.0)
+    ]
+    cut_words = sum(len(heard[i][1]) for i, j in pairs.items() if expected[j].kind == "cut")
     return {
         "sentences": len(expected),
-        "expected_words": expected_words,
-        "typed_words": sum(len(words(t)) for _, t in typed),
-        "duplicated_words": duplicated,
+        "expected_words": sum(len(words(s.clip.text)) for s in expected if s.kind == "live")
+        + cut_words,
+        "typed_words": sum(len(h) for _, h in heard),
+        "duplicated_words": sum(len(words(t)) for t in duplicated),
         "missing_words": sum(len(words(s.clip.text)) for s in missing),
-        "missing": [s.clip.text for s in missing],
-        "extra": extra,
-        "typed_while_off": len(typed_off),
-        "order_violations": violations,
+        "missing": [f"{s.clip.text} (day {s.start:.0f} s)" for s in missing],
+        "extra": [f"{t} (duplicate)" for t in duplicated]
+        + [f"{t} (unrecognised)" for t in unrecognised],
+        "unrecognised_words": sum(len(words(t)) for t in unrecognised),
+        "typed_while_off": while_off,
+        "order_violations": out_of_order,
         "latencies": latencies,
+        "latencies_typing": waited,
     }
 
 
@@ -562,10 +597,13 @@ def figures(run: Run, result: dict[str, object], wall_s: float) -> list[tuple[st
         seen = final if final is not None else run.last_status.get(n, {})
         spool_bytes += int(seen.get("spool_written_bytes", 0) or 0)
     levels = _level_changes(run)
-    latencies = sorted(result["latencies"])  # type: ignore[arg-type]
 
-    def q(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+    def q(values: object) -> str:
+        xs = sorted(values)  # type: ignore[call-overload]
+        if not xs:
+            return "n/a"
+        at = [xs[min(len(xs) - 1, int(p * len(xs)))] for p in (0.5, 0.95)]
+        return f"{at[0]:.2f} s / {at[1]:.2f} s"
 
     worker_restarts = _worker_restarts(run)
     rows = [
@@ -578,7 +616,9 @@ def figures(run: Run, result: dict[str, object], wall_s: float) -> list[tuple[st
         ("words missing", str(result["missing_words"])),
         ("typed while off", str(result["typed_while_off"])),
         ("order violations", str(result["order_violations"])),
-        ("latency p50 / p95", f"{q(0.5):.2f} s / {q(0.95):.2f} s" if latencies else "n/a"),
+        ("latency p50 / p95", q(result["latencies"])),
+        ("  outside the outage", q(result["latencies_typing"])),
+        ("words unrecognised", str(result["unrecognised_words"])),
         ("CPU time (daemons)", f"{cpu:.0f} s ({cpu / wall_s * 100:.1f} % of one core)"),
         ("peak RSS", f"{peak:.0f} MiB"),
         ("spool written", f"{spool_bytes / 2**20 / (speech_s / 60):.2f} MiB per minute of speech"),
