@@ -27,7 +27,6 @@ from typing import Any
 
 import attrs
 
-from swictation.adapters.spool import OpenUtterance, Spool
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
@@ -42,6 +41,7 @@ from swictation.ports import (
     TextOutput,
     VoiceDetector,
 )
+from swictation.ports.spool import OpenUtterance, Spool
 
 log = logging.getLogger("swictation.pipeline")
 RATE = SAMPLE_RATE
