@@ -215,6 +215,7 @@ def test_under_a_trace_the_gpu_given_up_takes_the_models_and_context_off_the_car
     from dependency_injector import providers
 
     from swictation.adapters.model_host import RealModelHost
+    from swictation.adapters.traces import read_trace
     from swictation.application.container import _trace_probe
 
     trace = tmp_path / "t.csv"
@@ -229,5 +230,5 @@ def test_under_a_trace_the_gpu_given_up_takes_the_models_and_context_off_the_car
     assert probe.sample().used_mib == card_mib
     placement = Placement.GPU if tenure.mode is GpuMode.ON_GPU else Placement.CPU
     assert [m.placement for m in container.host().models()] == [placement]
-    fresh = _trace_probe(str(trace), FakeClock(7.0), InMemoryModelHost(FakeClock()))
+    fresh = _trace_probe(read_trace(trace), FakeClock(7.0), InMemoryModelHost(FakeClock()))
     assert fresh.origin == 7.0  # a fresh start: the trace begins now
