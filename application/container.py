@@ -391,6 +391,7 @@ class DaemonParts:
     present: Callable[[str, Mapping[str, Any]], str] = status_line
     gap: GapStop | None = None  # the capture that ends at a gap in speech, to re-execute
     start_time: float = 0.0  # the flight recorder's t = 0
+    listening: bool = True  # False: toggled off before this process's re-execution
 
     def notify(self, state: str) -> None:
         notify(state)
@@ -587,6 +588,7 @@ class Container(containers.DeclarativeContainer):
             status_line,
             gap,
             start_time,
+            config.run.listening,
         ),
     )
     # One daemon per socket: the lock is taken before any model loads and held to the end.
@@ -645,6 +647,7 @@ def _run(mode: str, **overrides: Any) -> dict[str, Any]:
         "trace_origin": None,
         "audio_offset": 0,
         "lock_fd": None,
+        "listening": True,
         **overrides,
     }
 
@@ -674,6 +677,7 @@ def daemon_container(settings: DaemonSettings, handover: Handover | None = None)
         trace_origin=handover.trace_origin,
         audio_offset=handover.audio_offset,
         lock_fd=handover.lock_fd,
+        listening=handover.listening,
     )
     container = Container(settings=settings)
     container.config.from_dict(plain)

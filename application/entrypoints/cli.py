@@ -391,6 +391,7 @@ def _reexec(handover: Any) -> None:
     """SIGHUP, giving up the GPU, taking it back: the same program with the same arguments
     (the configuration read anew, the control socket path the same), handed what it needs
     in its environment; the queue is in the spool."""
+    from swictation.application.services.daemon import EXIT_FAILURE
     from swictation.application.services.handover import ENV
 
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
@@ -399,7 +400,11 @@ def _reexec(handover: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[ENV] = handover.encode()
-    os.execv(sys.executable, [sys.executable, *argv[1:]])
+    try:
+        os.execv(sys.executable, [sys.executable, *argv[1:]])
+    except OSError as error:  # the queue is in the spool: a supervisor's restart loses nothing
+        print(f"swictationd: error: cannot re-execute {sys.executable}: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
 
 
 def _plain(error: BaseException) -> str:
