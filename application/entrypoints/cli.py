@@ -137,19 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "show the daemon's state"),
         ("stop", "stop listening (the daemon keeps running)"),
     ):
-        control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
-        control.add_argument("--json", action="store_true", help="print the JSON reply")
-        control.add_argument("--socket", help="the daemon's control socket")
-    reset = sub.add_parser(
+        _control_command(sub, name, text)
+    reset = _control_command(
+        sub,
         "reset",
-        help="end a model's CPU fallback now",
-        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
-        "there is room.",
+        "end a model's CPU fallback now",
+        "End a model's CPU fallback after CUDA errors; it returns to the GPU when there is room.",
     )
     reset.add_argument("model", help="the model's name, e.g. stt")
-    reset.add_argument("--json", action="store_true", help="print the JSON reply")
-    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
+
+
+def _control_command(
+    sub: Any, name: str, text: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A command sent to the running daemon over its control socket."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=description or f"{text[0].upper()}{text[1:]}."
+    )
+    command.add_argument("--json", action="store_true", help="print the JSON reply")
+    command.add_argument("--socket", help="the daemon's control socket")
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
