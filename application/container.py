@@ -278,6 +278,16 @@ def _file_output(path: str | None) -> FileOutput:
     return FileOutput(path)
 
 
+def _holds_gpu(on_gpu: bool, on_shutdown: str, host: str, device: Callable[[], str]) -> bool:
+    """Whether this process may hold the GPU: not after giving it up, and not when its models
+    run on the CPU anyway (`--device cpu`, or no CUDA); a GPU simulated under `--probe trace`
+    is held. Off the GPU the guard only watches: there is nothing of ours to give up. With
+    `on_shutdown = "exit"` the original behaviour stays whole (a SHUTDOWN whatever the device)."""
+    if not on_gpu:
+        return False
+    return on_shutdown == "exit" or host != "real" or device() == "cuda"
+
+
 def _socket_lock(socket: str | None, inherited_fd: int | None = None) -> Iterator[SocketLock]:
     """The one-daemon-per-socket lock: taken, or inherited from the process this one
     replaced (so the lock is never free while the daemon re-executes itself)."""
@@ -480,9 +490,12 @@ class Container(containers.DeclarativeContainer):
         ),
         replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
     )
+    holds_gpu = providers.Callable(
+        _holds_gpu, config.run.on_gpu, config.run.on_shutdown, config.run.host, device.provider
+    )
     policy = providers.Selector(
         config.guard.policy,
-        default=providers.Singleton(GuardPolicy, thresholds, tuning, config.run.on_gpu),
+        default=providers.Singleton(GuardPolicy, thresholds, tuning, holds_gpu),
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
