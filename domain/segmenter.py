@@ -37,9 +37,9 @@ class VadSettings:
     # A pause this long starts transcribing the utterance so far (0: off). Never earlier than
     # speech_pad_s, so the advance transcription hears exactly what the final one would.
     speculate_after_s: float = field(default=0.25, validator=_within(0.0, 10.0))
-    # When the advance transcription ends a sentence (. ? !), deliver it at once and treat
-    # what follows as a new utterance, without waiting for min_silence_s.
-    end_on_sentence: bool = field(default=False, validator=validators.instance_of(bool))
+    # A pause this long already ends an utterance whose advance transcript ends a sentence
+    # (. ? !); what follows is a new utterance. 0: off (only min_silence_s ends one).
+    sentence_end_s: float = field(default=0.0, validator=_within(0.0, 10.0))
 
 
 @attrs.frozen
@@ -76,6 +76,11 @@ class Segmenter:
     @property
     def position(self) -> int:
         return self._position
+
+    @property
+    def silence(self) -> int:
+        """Samples since the last voiced block of the open utterance (0 when none is open)."""
+        return 0 if self._start is None else self._position - self._last_voice
 
     def open_start(self) -> int | None:
         """Where the utterance in progress begins (with padding), if one is open."""
@@ -211,6 +216,8 @@ class Endpointer:
     def __init__(self, settings: VadSettings | None = None, rate: int = SAMPLE_RATE) -> None:
         self.segmenter = Segmenter(settings, rate)
         self._speculated: Span | None = None
+        self._sentence_end = int(self.segmenter.settings.sentence_end_s * rate)
+        self._ends_sentence = False  # the advance transcript of _speculated ends a sentence
 
     @property
     def settings(self) -> VadSettings:
@@ -221,7 +228,7 @@ class Endpointer:
         return self._speculated
 
     def push(self, samples: int, probability: float) -> list[Action]:
-        return self._after(self.segmenter.push(samples, probability))
+        return self._ended(self._after(self.segmenter.push(samples, probability)))
 
     def flush(self) -> list[Action]:
         return self._after(self.segmenter.flush())
@@ -232,12 +239,21 @@ class Endpointer:
         return self._after([])
 
     def sentence_ended(self, span: Span) -> list[Action]:
-        """The advance transcript of `span` ended a sentence: with `end_on_sentence`, the
-        utterance ends here if speech has not resumed since."""
-        if not self.settings.end_on_sentence or span != self._speculated:
+        """The advance transcript of `span` ends a sentence: with `sentence_end_s`, the
+        utterance ends once the pause reaches it (now, if it has), unless speech resumes."""
+        if self._sentence_end <= 0 or span != self._speculated:
             return []
+        self._ends_sentence = True
+        return self._ended([])
+
+    def _ended(self, actions: list[Action]) -> list[Action]:
+        span = self._speculated
+        if span is None or not self._ends_sentence:
+            return actions
+        if self.segmenter.silence < self._sentence_end:
+            return actions
         closed = self.segmenter.commit(span)
-        return self._after([closed] if closed is not None else [])
+        return actions + self._after([closed] if closed is not None else [])
 
     def _after(self, spans: list[Span]) -> list[Action]:
         actions: list[Action] = []
@@ -247,6 +263,7 @@ class Endpointer:
                 actions.append(Discard(self._speculated))
             if speculated or self._speculated is not None:
                 self._speculated = None
+                self._ends_sentence = False
             actions.append(Deliver(span, speculated))
         wanted = self.segmenter.speculation()
         if wanted != self._speculated:
@@ -255,4 +272,5 @@ class Endpointer:
             if wanted is not None:
                 actions.append(Speculate(wanted))
             self._speculated = wanted
+            self._ends_sentence = False
         return actions

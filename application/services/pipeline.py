@@ -86,6 +86,7 @@ class Advance:
         self.text: str | None = None
         self.stt_s = 0.0
         self.ends_sentence = False
+        self.reported = False  # its sentence end was told to the endpointer
         self.finished = threading.Event()  # transcribed (or failed)
         self._lock = threading.Lock()
         self._state = "queued"  # running, done
@@ -131,6 +132,7 @@ class Stats:
     undelivered: int = 0
     undelivered_file: str | None = None
     speculations: int = 0  # advance transcriptions asked for
+    speculations_run: int = 0  # transcribed in advance (used, wasted or still waiting)
     speculations_used: int = 0
     speculations_wasted: int = 0  # run, then thrown away: speech resumed
     speculations_skipped: int = 0  # thrown away before they ran
@@ -409,11 +411,14 @@ class DictationPipeline:
         )
 
     def _sentence_ended(self) -> None:
-        """An advance transcript that ends a sentence ends the utterance now (when
-        vad.end_on_sentence is on and speech has not resumed since)."""
+        """Tells the endpointer, once, that the advance transcript ends a sentence (with
+        vad.sentence_end_s, a shorter pause then ends the utterance)."""
         span = self._endpointer.speculating
         advance = self._advance.get(span) if span is not None else None
-        if advance is not None and advance.finished.is_set() and advance.ends_sentence:
+        if advance is None or advance.reported or not advance.finished.is_set():
+            return
+        if advance.ends_sentence:
+            advance.reported = True
             self._act(self._endpointer.sentence_ended(advance.span))
 
     def _speculate(self, advance: Advance) -> None:
@@ -431,9 +436,11 @@ class DictationPipeline:
             log.warning("advance transcription failed (%s); the utterance will retry", error)
         finally:
             self._transcribing.clear()
-        if text is not None and self._segmenter.settings.end_on_sentence:
+        if text is not None and self._segmenter.settings.sentence_end_s > 0:
             advance.ends_sentence = ends_sentence(text)
-        if advance.finish(text, time.monotonic() - began):
+        wasted = advance.finish(text, time.monotonic() - began)
+        self.stats.speculations_run += 1
+        if wasted:
             self._wasted(advance)
 
     # -- write-ahead ----------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_speculation_waits_for_the_padding_after_speech():
 
 
 def test_a_sentence_end_delivers_at_once_and_what_follows_is_a_new_utterance():
-    vad = VadSettings(end_on_sentence=True)
+    vad = VadSettings(sentence_end_s=0.3)
     probs = [0.9] * blocks(1) + [0.0] * blocks(0.4) + [0.9] * blocks(1) + [0.0] * blocks(1.5)
     actions, _ = run(probs, vad, sentence_end_after=2)
     delivered = [a for a in actions if isinstance(a, Deliver)]
@@ -117,14 +117,28 @@ def test_a_sentence_end_delivers_at_once_and_what_follows_is_a_new_utterance():
 
 def test_a_sentence_end_is_ignored_when_off_or_when_speech_has_resumed():
     probs = [0.9] * blocks(1) + [0.0] * blocks(0.4) + [0.9] * blocks(1) + [0.0] * blocks(1.5)
-    actions, _ = run(probs, VadSettings(end_on_sentence=False), sentence_end_after=2)
+    actions, _ = run(probs, VadSettings(sentence_end_s=0), sentence_end_after=2)
     assert len([a for a in actions if isinstance(a, Deliver)]) == 1
-    ep = Endpointer(VadSettings(end_on_sentence=True), RATE)
+    ep = Endpointer(VadSettings(sentence_end_s=0.3), RATE)
     asked = [a for p in probs[: blocks(1) + blocks(0.4)] for a in ep.push(BLOCK, p)]
     (speculate,) = asked
     resumed = [a for p in [0.9] * 3 for a in ep.push(BLOCK, p)]
     assert resumed == [Discard(speculate.span)]
     assert ep.sentence_ended(speculate.span) == []  # too late: the utterance went on
+
+
+def test_a_sentence_end_waits_for_its_pause_then_ends_the_utterance_there():
+    """Told at 0.25 s of pause that the advance transcript ends a sentence, with
+    sentence_end_s = 0.5: nothing until the pause reaches 0.5 s, then the span it asked."""
+    vad = VadSettings(sentence_end_s=0.5)
+    ep = Endpointer(vad, RATE)
+    asked = [a for p in [0.9] * blocks(1) + [0.0] * blocks(0.25) for a in ep.push(BLOCK, p)]
+    (speculate,) = asked
+    assert ep.sentence_ended(speculate.span) == []
+    quiet = [ep.push(BLOCK, 0.0) for _ in range(blocks(0.25))]
+    assert all(step == [] for step in quiet[:-1])
+    assert quiet[-1] == [Deliver(speculate.span, speculated=True)]
+    assert not ep.segmenter.in_speech and ep.speculating is None
 
 
 def test_a_split_by_the_length_limit_during_a_pause_discards_the_advance_work():
@@ -164,15 +178,16 @@ def test_ends_sentence(text, ends):
     runs=st.lists(st.tuples(st.booleans(), st.integers(1, 40)), min_size=1, max_size=30),
     sentence_end_after=st.one_of(st.none(), st.integers(0, 12)),
     speculate_after_s=st.sampled_from([0.0, 0.1, 0.25, 0.5]),
+    sentence_end_s=st.sampled_from([0.1, 0.3, 0.5]),
 )
 def test_every_speculation_is_answered_once_and_delivered_audio_is_disjoint_and_complete(
-    runs, sentence_end_after, speculate_after_s
+    runs, sentence_end_after, speculate_after_s, sentence_end_s
 ):
     probs = [0.95 if voiced else 0.02 for voiced, n in runs for _ in range(n)]
     vad = VadSettings(
         max_utterance_s=3,
         speculate_after_s=speculate_after_s,
-        end_on_sentence=sentence_end_after is not None,
+        sentence_end_s=0.0 if sentence_end_after is None else sentence_end_s,
     )
     actions, ep = run(probs, vad, sentence_end_after)
     open_: set[Span] = set()
