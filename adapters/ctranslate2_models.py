@@ -8,6 +8,8 @@ inference meanwhile runs on a CPU instance built on demand. On the CPU,
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -17,9 +19,28 @@ from swictation.domain.model import MIB
 
 
 def _rss_mib() -> float:
+    """The resident set, after giving back to the system the memory that malloc holds free:
+    a load that reuses memory freed earlier (another model, large arrays) grows the resident
+    set by what it uses, not by what it could not find free, whatever ran before it."""
     import psutil
 
+    _trim_free_memory()
     return float(psutil.Process(os.getpid()).memory_info().rss) / MIB
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
+    except (OSError, AttributeError):
+        return None  # not glibc: the resident set is measured as it is
+
+
+def _trim_free_memory() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _device_used_mib() -> float:

@@ -24,6 +24,7 @@ from typing import Any
 
 from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
 from swictation.domain.segmenter import SAMPLE_RATE
+from swictation.ports import spool as port
 
 log = logging.getLogger("swictation.spool")
 SYNC_EVERY_S = 1.0
@@ -56,7 +57,7 @@ def _private_dir(path: Path) -> None:
         raise NotADirectoryError(f"{path}: not a directory")
 
 
-class OpenUtterance:
+class OpenUtterance(port.OpenUtterance):
     """Speech still being spoken, appended to a `.pcm` file; synced about once a second."""
 
     def __init__(self, path: Path, start_sample: int) -> None:
@@ -84,7 +85,9 @@ class OpenUtterance:
         self.path.unlink(missing_ok=True)
 
 
-class Spool:
+class Spool(port.Spool):
+    """A directory of WAV and `.pcm` files, with a private fallback directory."""
+
     def __init__(
         self, directory: str | Path | None = None, fallback: str | Path | None = None
     ) -> None:

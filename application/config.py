@@ -23,9 +23,7 @@ import attrs
 import cattrs
 from attrs import field, validators
 
-from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import PRESETS, Thresholds, Tuning
-from swictation.domain.policy import GuardPolicy, Policy
 from swictation.domain.segmenter import VadSettings
 from swictation.ports.tenants import TENANT_KINDS, TENANT_KINDS_NAMING_MODELS
 
@@ -179,12 +177,6 @@ class GuardConfig:
     thresholds: Thresholds = attrs.field(factory=Thresholds)
     tuning: Tuning = attrs.field(factory=Tuning)
     policy: PolicyName = PolicyName.DEFAULT
-
-    def make_policy(self, name: str | None = None) -> Policy:
-        """A fresh policy: `name` (default: the configured one); legacy ignores thresholds."""
-        if (name or self.policy) == PolicyName.LEGACY:
-            return LegacyPolicy()
-        return GuardPolicy(self.thresholds, self.tuning)
 
 
 @attrs.frozen

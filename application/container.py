@@ -49,6 +49,7 @@ from swictation.adapters.traces import TraceProbe, read_trace
 from swictation.application.config import (
     DaemonSettings,
     Fault,
+    GuardConfig,
     GuardSection,
     ProbeKind,
     TenantSection,
@@ -459,6 +460,7 @@ class Container(containers.DeclarativeContainer):
         xdotool=providers.Singleton(xdotool_output),
     )
     runner = providers.Singleton(RecoveringRunner, host, recovery, events, clock, start_time)
+    spool = providers.Singleton(Spool, config.daemon.spool_dir)
     pipeline = providers.Singleton(
         DictationPipeline,
         source=source,
@@ -467,7 +469,7 @@ class Container(containers.DeclarativeContainer):
         output=output,
         runner=runner,
         events=events,
-        spool=providers.Singleton(Spool, config.daemon.spool_dir),
+        spool=spool,
         settings=vad_settings,
         realtime=config.run.realtime,
         start_time=start_time,
@@ -610,11 +612,15 @@ def make_container(
     return container
 
 
-def replay_container(start_s: float, models: Sequence[ModelSpec] = ()) -> Container:
+def replay_container(
+    start_s: float, models: Sequence[ModelSpec] = (), guard: GuardConfig | None = None
+) -> Container:
     """The container with the replayed trace row as the probe, the models in memory as the
-    host, and a fake clock from `start_s`."""
+    host, and a fake clock from `start_s`; the policy chosen by `guard` as the daemon's is."""
+    guard = guard or GuardConfig()
     plain = converter.unstructure(DaemonSettings().config)
     plain["daemon"]["probe"] = "replay"
+    plain["guard"]["policy"] = str(guard.policy)
     plain["run"] = _run(
         "replay",
         clock="fake",
@@ -624,6 +630,8 @@ def replay_container(start_s: float, models: Sequence[ModelSpec] = ()) -> Contai
     )
     container = Container()
     container.config.from_dict(plain)
+    container.thresholds.override(providers.Object(guard.thresholds))
+    container.tuning.override(providers.Object(guard.tuning))
     return container
 
 
@@ -631,9 +639,10 @@ def simulate(
     times: Sequence[float],
     used_mib: Sequence[float],
     total_mib: Sequence[float],
-    policy: Policy,
+    guard: GuardConfig,
     models: Sequence[ModelSpec] = (),
-    tuning: Tuning | None = None,
+    *,
+    policy: Policy | None = None,
     own_mib: Sequence[float | None] | None = None,
     busy: Callable[[float], bool] | None = None,
     events: EventSink | None = None,
@@ -641,14 +650,14 @@ def simulate(
     series_points: int = 0,
     tenants: Sequence[SimulatedTenant] = (),
 ) -> SimulationReport:
-    """Replay and the policy tests: `policy` run by the replay container over a trace, with
-    `tenants` (their memory part of `used_mib`) asked to release as the policy decides."""
+    """Replay and the policy tests: the guard configured by `guard` (its policy selected by
+    the container, or `policy` put in its place) run by the replay container over a trace,
+    with `tenants` (their memory part of `used_mib`) asked to release as the policy decides."""
     if len(times) == 0:
         raise ValueError("nothing to simulate: no samples")
-    container = replay_container(float(times[0]), models)
-    container.policy.override(providers.Object(policy))
-    if tuning is not None:
-        container.tuning.override(providers.Object(tuning))
+    container = replay_container(float(times[0]), models, guard)
+    if policy is not None:
+        container.policy.override(providers.Object(policy))
     if events is not None:
         container.events.override(providers.Object(events))
     if busy is not None:

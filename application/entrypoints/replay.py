@@ -24,6 +24,7 @@ from swictation.application.config import (
     ENV_PREFIX,
     ConfigError,
     GuardConfig,
+    PolicyName,
     default_config_path,
     load_settings,
 )
@@ -260,9 +261,8 @@ def replay(
                         trace.times,
                         base,
                         trace.total_mib,
-                        config.make_policy(name),
+                        attrs.evolve(config, policy=PolicyName(name)),
                         models,
-                        tuning=config.tuning,
                         busy=busy,
                         events=None if sink is None else _Tagged(sink, name),
                         progress=advance,
@@ -318,9 +318,8 @@ def _advise(
             trace.times,
             base,
             trace.total_mib,
-            config.make_policy(),
+            config,
             models,
-            tuning=config.tuning,
             busy=busy,
         )
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import attrs
 
-from swictation.adapters.spool import OpenUtterance, Spool
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
@@ -55,6 +54,7 @@ from swictation.ports import (
     TextOutput,
     VoiceDetector,
 )
+from swictation.ports.spool import OpenUtterance, Spool
 
 log = logging.getLogger("swictation.pipeline")
 RATE = SAMPLE_RATE

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 
 from swictation.adapters.memory import EventList
+from swictation.application.config import GuardConfig
 from swictation.application.container import simulate
 from swictation.application.services.simulation import (
     ModelSpec,
@@ -34,9 +35,9 @@ def run(
         times,
         used,
         [total_gib * GiB] * len(times),
-        policy,
+        GuardConfig(tuning=tuning or Tuning()),
         [ModelSpec(name, size * GiB) for name, size in models.items()],
-        tuning=tuning,
+        policy=policy,
         busy=busy,
         events=events,
     )

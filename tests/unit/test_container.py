@@ -3,6 +3,9 @@ configuration key; fakes swapped in with `override`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import numpy as np
 from dependency_injector import providers
 
@@ -18,19 +21,21 @@ from swictation.adapters.memory import (
     ScriptedRecognizer,
 )
 from swictation.adapters.trace_row import TraceRowProbe
-from swictation.application.config import DaemonSettings, load_settings
+from swictation.application.config import DaemonSettings, GuardConfig, PolicyName, load_settings
 from swictation.application.container import (
     daemon_container,
     make_container,
     replay_container,
     shutdown,
+    simulate,
 )
 from swictation.application.services.daemon import EXIT_MEMORY_SHUTDOWN, EXIT_OK
 from swictation.application.services.simulation import ModelSpec
 from swictation.domain.legacy import LegacyPolicy
-from swictation.domain.model import ModelState, Placement
+from swictation.domain.model import ModelState, Placement, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy
 from swictation.ports import AudioBlock
+from swictation.ports.spool import OpenUtterance, Spool
 
 RATE = 16000
 
@@ -136,6 +141,52 @@ def test_the_guard_and_the_daemon_share_one_stop(tmp_path):
     assert code == EXIT_MEMORY_SHUTDOWN
 
 
+class ListSpool(Spool):
+    """The spool port in memory: each utterance put is named by its number; nothing is
+    written ahead."""
+
+    def __init__(self) -> None:
+        self.kept: dict[Path, np.ndarray] = {}
+        self.delivered: list[Path] = []
+        self.written_bytes = 0
+        self.lost_s = 0.0
+
+    def put(self, samples, label="", twin=None) -> Path:
+        path = Path(f"{len(self.kept)}.wav")
+        self.kept[path] = samples
+        return path
+
+    def open(self, start_sample: int) -> OpenUtterance | None:
+        return None
+
+    def backlog(self) -> list[Path]:
+        return []
+
+    def load(self, path: Path):
+        return self.kept.get(path)
+
+    def done(self, path: Path) -> None:
+        self.delivered.append(path)
+
+
+def test_the_spool_is_a_port_the_container_injects(tmp_path):
+    """Each utterance is kept through the injected spool until its text is delivered."""
+    container = daemon_container(_file_run(tmp_path))
+    silence = np.zeros(RATE, np.float32)
+    blocks = _blocks(silence, _speech(1.0), silence, _speech(0.8), silence)
+    output, _ = _with_fakes(container, ["hello there", "general kenobi"], blocks)
+    spool = ListSpool()
+    container.spool.override(providers.Object(spool))
+    try:
+        code = container.daemon().run()
+    finally:
+        shutdown(container)
+    assert code == EXIT_OK
+    assert output.lines == ["hello there", "general kenobi"]
+    assert spool.delivered == [Path("0.wav"), Path("1.wav")]
+    assert not (tmp_path / "spool").exists()  # nothing reached the configured directory
+
+
 def test_only_the_selected_resources_start(tmp_path):
     """init_resources() would start NVML behind an unselected branch; the container starts
     only what the selected providers ask for."""
@@ -158,3 +209,17 @@ def test_replay_is_built_by_the_same_container():
     sample = rig.guard.probe.sample()
     assert sample.used_mib == 1500.0  # the trace row plus our resident model
     assert isinstance(container.policy(), GuardPolicy)
+
+
+def test_replay_chooses_the_policy_as_the_daemon_does():
+    """Replay and `--advise` hand the container a guard configuration; its selector builds
+    the policy from the configured thresholds and tuning, as for the daemon."""
+    thresholds = attrs.evolve(Thresholds(), warning=0.5, dwell_s=42.0)
+    tuning = attrs.evolve(Tuning(), forecast_window_s=7.0)
+    chosen = replay_container(0.0, (), GuardConfig(thresholds, tuning)).policy()
+    assert isinstance(chosen, GuardPolicy)
+    assert (chosen.thresholds, chosen.tuning) == (thresholds, tuning)
+    legacy = GuardConfig(thresholds, tuning, PolicyName.LEGACY)
+    assert isinstance(replay_container(0.0, (), legacy).policy(), LegacyPolicy)
+    report = simulate([0.0, 1.0], [100.0, 100.0], [1000.0, 1000.0], legacy)
+    assert report.policy == "legacy"

@@ -41,7 +41,7 @@ def test_the_figure_has_a_legend_for_the_levels_and_hours_on_a_long_trace(tmp_pa
         trace.times,
         trace.used_mib,
         trace.total_mib,
-        config.make_policy(),
+        config,
         [ModelSpec("stt", 1500)],
         series_points=400,
     )

@@ -7,6 +7,7 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from swictation.application.config import GuardConfig
 from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec
 from swictation.domain.model import (
@@ -76,9 +77,9 @@ def run(
         times,
         used,
         [TOTAL] * len(times),
-        recording,
+        GuardConfig(tuning=tuning or Tuning()),
         [ModelSpec(n, s) for n, s in models.items()],
-        tuning=tuning,
+        policy=recording,
     )
     return recording
 

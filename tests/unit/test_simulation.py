@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import attrs
 
+from swictation.application.config import GuardConfig
 from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec
 from swictation.domain.model import Decision, Observation
@@ -41,8 +42,9 @@ def test_three_rows_spanning_a_year_cost_a_handful_of_steps():
         [0.0, YEAR / 2, YEAR],
         [7.5 * GiB, 1.0 * GiB, 1.0 * GiB],
         [8 * GiB] * 3,
-        policy,
+        GuardConfig(),
         [ModelSpec("stt", 2 * GiB)],
+        policy=policy,
     )
     assert policy.calls < 20_000  # ticking through the year at 2 s would take 15 million
     assert report.duration_s == YEAR
@@ -63,7 +65,7 @@ def test_per_model_time_off_the_gpu_and_the_least_free_memory():
         times,
         [others(t) for t in times],
         [8 * GiB] * len(times),
-        GuardPolicy(),
+        GuardConfig(),
         [ModelSpec("stt", 2.5 * GiB), ModelSpec("vad", 2.0)],
     )
     stt = report.per_model["stt"]

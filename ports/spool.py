@@ -1,0 +1,41 @@
+"""The spool port: utterances kept from the moment they are queued until their text is
+delivered, and speech written ahead while it is still being spoken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class OpenUtterance(Protocol):
+    """Speech still being spoken, appended as it arrives."""
+
+    path: Path
+    start_sample: int
+    bytes: int  # written so far
+
+    def append(self, samples: Any) -> None: ...
+
+    def discard(self) -> None:
+        """Closes and removes it (the whole utterance has been put, or it is abandoned)."""
+
+
+class Spool(Protocol):
+    written_bytes: int
+    lost_s: float  # audio that could be kept nowhere
+
+    def put(self, samples: Any, label: str = "", twin: Path | None = None) -> Path | None:
+        """Keeps one whole utterance (`twin`: the open utterance it was written ahead to);
+        None when it can be kept nowhere."""
+
+    def open(self, start_sample: int) -> OpenUtterance | None:
+        """Speech starting at `start_sample`, to append to; None when nothing can be written."""
+
+    def backlog(self) -> list[Path]:
+        """What earlier runs left undelivered, oldest first."""
+
+    def load(self, path: Path) -> Any | None:
+        """The samples of one kept utterance; None when it cannot be read."""
+
+    def done(self, path: Path) -> None:
+        """Its text is delivered: forgotten."""
