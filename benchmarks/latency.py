@@ -354,12 +354,17 @@ def rows(label: str, f: Figures, load: str) -> list[tuple[str, str]]:
             f"{f.wer:.1%} / {f.held_out_wer:.1%} ({f.held_out_errors} held-out words wrong)",
         ),
         (f"{label}: lines ending mid-sentence", f"{f.mid_sentence}"),
+        (
+            f"{label}: first line after start vs the rest (p50)",
+            f"{f.latencies[0]:.2f} s vs {statistics.median(f.latencies[1:]):.2f} s",
+        ),
     ]
 
 
 SETTINGS = {
     "speculation off (before)": {"vad.speculate_after_s": "0"},
     "defaults": {},
+    "sentence_end_s=0.5": {"vad.sentence_end_s": "0.5"},
 }
 
 

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import advise_bench
 import daemon_bench
 import idle_bench
+import latency
 import memory_bench
 import mic_bench
 import replay_bench
@@ -24,6 +25,7 @@ BENCHES = {
     "daemon": daemon_bench.main,
     "idle": idle_bench.main,
     "mic": mic_bench.main,
+    "latency": latency.main,
 }
 
 
