@@ -376,13 +376,113 @@ def main() -> list[tuple[str, str]]:
     return out
 
 
+def utterances(items: tuple[Item, ...] = ITEMS) -> list[tuple[int, Any]]:
+    """Each recording cut where the daemon would cut it (0.8 s pauses), padded by 0.2 s, with
+    the index of the recording it comes from."""
+    from swictation.adapters.audio_file import load_mono_16k
+
+    cut = []
+    for index, item in enumerate(items):
+        samples = load_mono_16k(item.path)
+        for start, end in voiced_stretches(samples, min_gap_s=0.8):
+            piece = samples[max(0, int((start - 0.2) * RATE)) : int((end + 0.2) * RATE)]
+            cut.append((index, piece))
+    return cut
+
+
+def whisper_options() -> list[tuple[str, str]]:
+    """Whisper tiny.en's cost per utterance with each faster-whisper option that could cut
+    it, on the session's utterances (median of the per-utterance times after one warm pass),
+    and how many transcripts differ from the daemon's options. `encoder window N s` calls
+    CTranslate2 directly with the features padded to N s instead of 30 s (faster-whisper
+    always pads to 30 s; CTranslate2 accepts fewer frames)."""
+    import ctranslate2
+    import numpy as np
+    from faster_whisper import WhisperModel
+    from faster_whisper.audio import pad_or_trim
+
+    from swictation.adapters.whisper_stt import default_whisper_dir
+
+    model = WhisperModel(default_whisper_dir(), device="cpu", compute_type="int8")
+    cut = utterances()
+    tokenizer = model.hf_tokenizer
+    prompt = [tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|notimestamps|>")]
+    eot = tokenizer.token_to_id("<|endoftext|>")
+
+    def daemon_way(audio: Any, **options: Any) -> str:
+        settings = {
+            "beam_size": 1,
+            "language": "en",
+            "vad_filter": False,
+            "condition_on_previous_text": False,
+            "without_timestamps": True,
+            **options,
+        }
+        segments, _ = model.transcribe(audio, **settings)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def window(seconds: float) -> Any:
+        def run(audio: Any) -> str:
+            features = pad_or_trim(model.feature_extractor(audio), int(seconds * 100))
+            view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
+            result = model.model.generate(view, [prompt], beam_size=1, max_length=224)
+            return tokenizer.decode([t for t in result[0].sequences_ids[0] if t < eot]).strip()
+
+        return run
+
+    variants: dict[str, Any] = {
+        "the daemon's options (beam 1, no timestamps, no VAD filter, no previous text)": (
+            daemon_way
+        ),
+        "temperature 0 only (no fallback)": lambda a: daemon_way(a, temperature=0.0),
+        "beam_size 5": lambda a: daemon_way(a, beam_size=5),
+        "chunk_length 10 (faster-whisper still pads to 30 s)": lambda a: daemon_way(
+            a, chunk_length=10
+        ),
+        "encoder window 20 s": window(20),
+        "encoder window 10 s": window(10),
+        "encoder window: the utterance + 1 s": lambda a: window(len(a) / RATE + 1)(a),
+    }
+    for _, audio in cut:  # warm
+        daemon_way(audio)
+    reference: list[str] = []
+    out = []
+    total = sum(len(words(item.text)) for item in ITEMS)
+    for name, run in variants.items():
+        times, texts = [], []
+        heard: dict[int, list[str]] = {i: [] for i in range(len(ITEMS))}
+        for index, audio in cut:
+            began = time.perf_counter()
+            texts.append(run(audio))
+            times.append(time.perf_counter() - began)
+            heard[index] += words(texts[-1])
+        errors = sum(edit_distance(words(it.text), heard[i]) for i, it in enumerate(ITEMS))
+        reference = reference or texts
+        differ = sum(a != b for a, b in zip(reference, texts, strict=True))
+        out.append(
+            (
+                name,
+                f"{statistics.median(times):.3f} s per utterance, WER {errors / total:.1%}, "
+                f"{differ} of {len(cut)} transcripts differ (load average {load_average()})",
+            )
+        )
+    return out
+
+
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--label", default="run")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--show", action="store_true", help="print each line and its latency")
+    parser.add_argument(
+        "--whisper-options", action="store_true", help="time faster-whisper's options instead"
+    )
     args = parser.parse_args(argv)
+    if args.whisper_options:
+        for name, value in whisper_options():
+            print(f"{name:<80} {value}")
+        return 0
     if not args.set:
         for name, value in main():
             print(f"{name:<60} {value}")
