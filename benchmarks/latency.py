@@ -185,6 +185,7 @@ def play(session: Session, settings: dict[str, str], folder: Path) -> Run:
         "XDG_CONFIG_HOME": str(folder / "config"),
         "XDG_STATE_HOME": str(folder / "state"),
         "XDG_RUNTIME_DIR": str(folder),
+        "SWICTATION_STT_DEVICE": "cpu",  # unless --set stt.device=cuda
     }
     for key, value in settings.items():
         section, name = key.split(".", 1)
@@ -192,7 +193,7 @@ def play(session: Session, settings: dict[str, str], folder: Path) -> Run:
     events = folder / "events.jsonl"
     process = subprocess.Popen(
         [str(daemon), "--audio-file", str(session.path), "--realtime", "--output", "stdout",
-         "--probe", "none", "--stt", "whisper", "--device", "cpu", "--events", str(events),
+         "--probe", "none", "--stt", "whisper", "--events", str(events),
          "--spool-dir", str(folder / "spool"), "--socket", str(folder / "control.sock")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
