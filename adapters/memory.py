@@ -125,6 +125,7 @@ class InMemoryModelHost(ModelHost):
         self._models: dict[str, _Hosted] = {m.name: _Hosted(m) for m in models}
         self._fail_moves: set[str] = set()
         self.cleanups: list[bool] = []
+        self.cache_mib = 0.0  # what a cleanup would give back (tests fill it)
 
     def register(self, model: ModelState) -> None:
         self._models[model.name] = _Hosted(model)
@@ -185,7 +186,8 @@ class InMemoryModelHost(ModelHost):
 
     def cleanup(self, aggressive: bool = False) -> CleanupResult:
         self.cleanups.append(aggressive)
-        return CleanupResult(0.0, "in-memory host holds no cache")
+        freed, self.cache_mib = self.cache_mib, 0.0
+        return CleanupResult(freed, f"released {freed:.1f} MiB of in-memory cache")
 
     def fail_moves(self, name: str, failing: bool = True) -> None:
         (self._fail_moves.add if failing else self._fail_moves.discard)(name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
+from swictation.adapters.whole_write import append_whole
 from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import spool as port
 
@@ -71,7 +72,7 @@ class OpenUtterance(port.OpenUtterance):
         if self._fd is None:
             return
         data = _pcm16(samples)
-        os.write(self._fd, data)
+        append_whole(self._fd, data, self.bytes)
         self.bytes += len(data)
         now = time.monotonic()
         if now - self._synced >= SYNC_EVERY_S:
@@ -187,6 +188,17 @@ class Spool(port.Spool):
 
     def pending(self) -> list[Path]:
         return self.backlog()
+
+    @staticmethod
+    def seconds(path: Path) -> float:
+        """About how much audio a spooled file holds, from its size (nothing is read): 16-bit
+        mono at 16 kHz, as the spool writes both kinds."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return 0.0
+        header = 44 if path.suffix == ".wav" else 0
+        return max(0, size - header) / (2 * SAMPLE_RATE)
 
     def load(self, path: Path) -> Any | None:
         """The samples of one spooled file; None for a file that cannot be read (moved aside

@@ -257,6 +257,10 @@ def _expected(attribute: attrs.Attribute[Any]) -> str:
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         bounds["in"] = tuple(str(m.value) for m in kind)
     words = {bool: "true or false", str: "a non-empty string"}
+    if typing.get_origin(kind) is tuple:
+        return 'a list of non-empty strings, e.g. ["a", "b"]'
+    if typing.get_origin(kind) in (Mapping, dict):
+        return "a table of name = number, e.g. { stt = 800 }"
     if "in" in bounds:
         return "one of " + ", ".join(bounds["in"])
     if kind in words:
@@ -330,6 +334,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, truth)
     conv.register_structure_hook(enum.StrEnum, lambda value, kind: kind(value))
 
+    _register_containers(conv)
+
     def has_flat(cls: Any) -> bool:
         return attrs.has(cls) and any(_FLAT in a.metadata for a in attrs.fields(cls))
 
@@ -362,6 +368,33 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
+def _register_containers(conv: cattrs.Converter) -> None:
+    """Lists and tables only as lists and tables: cattrs alone would split a string into
+    characters or call .items() on a list."""
+
+    def is_list(kind: Any) -> bool:
+        args = typing.get_args(kind)
+        return typing.get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+    def listed(value: Any, kind: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise TypeError("not a list")
+        item = typing.get_args(kind)[0]
+        return tuple(conv.structure(v, item) for v in value)
+
+    def is_table(kind: Any) -> bool:
+        return typing.get_origin(kind) in (Mapping, dict)
+
+    def tabled(value: Any, kind: Any) -> dict[Any, Any]:
+        if not isinstance(value, Mapping):
+            raise TypeError("not a table")
+        key, item = typing.get_args(kind)
+        return {conv.structure(k, key): conv.structure(v, item) for k, v in value.items()}
+
+    conv.register_structure_hook_func(is_list, listed)
+    conv.register_structure_hook_func(is_table, tabled)
+
+
 converter = _make_converter()
 
 
@@ -385,7 +418,7 @@ def _check_key(
     bad = f"{where}: {section}.{key} = {value!r} is not allowed"
     try:
         converted = converter.structure(value, _kind(attribute))
-    except (ValueError, TypeError, cattrs.BaseValidationError):
+    except Exception:  # a user's value: whatever the converter makes of it is a usage error
         raise ConfigError(f"{bad}: expected {_expected(attribute)}") from None
     try:
         if attribute.validator is not None:
@@ -433,7 +466,7 @@ def check_tenants(where: str, tables: Any) -> list[dict[str, Any]]:
             )
         try:
             converter.structure(table, TenantSection)
-        except (ValueError, TypeError, cattrs.BaseValidationError) as error:
+        except Exception as error:  # the user's tables: any failure is a usage error
             raise ConfigError(f"{here}: tenants.{_first_message(error)}") from None
         out.append(dict(table))
     return out
@@ -446,7 +479,7 @@ def build_settings(layers: Mapping[str, Mapping[str, Any]], where: str) -> Setti
         return converter.structure(layers, Settings)
     except cattrs.BaseValidationError as error:
         raise ConfigError(f"{where}: {_first_message(error)}") from None
-    except (ValueError, TypeError) as error:
+    except Exception as error:  # the user's layers: any failure is a usage error
         raise ConfigError(f"{where}: {error}") from None
 
 
@@ -492,12 +525,17 @@ def _from_text(raw: str, attribute: attrs.Attribute[Any]) -> Any:
             return float(raw)
         except ValueError:
             return raw
+    if typing.get_origin(kind) in (tuple, Mapping, dict):
+        # Written as in TOML: SWICTATION_GUARD_WORKING_MIB='{ stt = 800 }'.
+        try:
+            return tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            return raw
     if kind is bool:
         lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
+        truth = {"1": True, "true": True, "yes": True, "on": True}
+        truth |= {"0": False, "false": False, "no": False, "off": False}
+        return truth.get(lowered, raw)
     return raw
 
 

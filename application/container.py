@@ -69,6 +69,7 @@ from swictation.application.services.simulation import (
     run_simulation,
 )
 from swictation.application.services.stop import StopSignal
+from swictation.application.services.workers import Workers
 from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import Event, ModelState, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy, Policy
@@ -195,10 +196,18 @@ def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     )
 
 
-def _trace_probe(path: str | None, clock: Any, host: Any) -> Any:
+def _trace_file(probe: str, path: str | None) -> Any:
+    """The `--trace` of `--probe trace`, read (and so checked) on its own, before any model
+    loads; None for another probe."""
+    if probe != "trace":
+        return None
     if not path:
         raise ValueError("--probe trace needs --trace FILE")
-    inner = TraceProbe(read_trace(path), clock)
+    return read_trace(path)
+
+
+def _trace_probe(trace: Any, clock: Any, host: Any) -> Any:
+    inner = TraceProbe(trace, clock)
     if isinstance(host, SimulatedGpuHost):
         return ResidentModelsProbe(inner, host.simulated)
     return inner
@@ -260,8 +269,9 @@ def _socket_lock(socket: str | None) -> Iterator[SocketLock]:
         lock.release()
 
 
-def _control_server(socket: str | None, handler: Any, lock: SocketLock) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), handler, lock=lock)
+def _control_server(socket: str | None, daemon: Any, lock: SocketLock) -> Iterator[ControlServer]:
+    server = ControlServer(socket or str(default_socket_path()), daemon.handle, lock=lock)
+    daemon.control = server  # its health is shown with the daemon's workers
     server.start()
     try:
         yield server
@@ -302,7 +312,12 @@ def _named(kinds: Sequence[str]) -> list[str]:
 
 
 def _tenant_broker(
-    tables: Sequence[dict[str, Any]], events: EventSink, clock: Any, probe: Any, tuning: Tuning
+    tables: Sequence[dict[str, Any]],
+    events: EventSink,
+    clock: Any,
+    probe: Any,
+    tuning: Tuning,
+    workers: Workers,
 ) -> Iterator[TenantBroker | None]:
     """The co-tenants of [[tenants]] (None without any); closed before the flight recorder,
     so that asks in flight are recorded."""
@@ -315,7 +330,9 @@ def _tenant_broker(
         tenant = http_tenant(str(section.kind), section.url, section.models)
         specs.append(TenantSpec(name, tenant, section.priority, section.idle_only))
         log.info("co-tenant %s at %s", name, tenant.url)
-    broker = TenantBroker(specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s)
+    broker = TenantBroker(
+        specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s, workers=workers
+    )
     try:
         yield broker
     finally:
@@ -415,13 +432,14 @@ class Container(containers.DeclarativeContainer):
     # -- the guard ---------------------------------------------------------------------------
     nvml = providers.Resource(_nvml, clock, config.daemon.gpu)
     trace_row = providers.Singleton(TraceRowProbe, clock)
+    trace_file = providers.Singleton(_trace_file, config.daemon.probe, config.daemon.trace)
     probe = providers.Selector(
         config.daemon.probe,
         none=providers.Singleton(NoProbe, clock),
         nvml=nvml,
         torch=providers.Singleton(TorchCudaProbe, clock, config.daemon.gpu.as_int()),
         host=providers.Singleton(HostMemoryProbe, clock),
-        trace=providers.Singleton(_trace_probe, config.daemon.trace, clock, host),
+        trace=providers.Singleton(_trace_probe, trace_file, clock, host),
         replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
     )
     policy = providers.Selector(
@@ -430,7 +448,11 @@ class Container(containers.DeclarativeContainer):
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
-    tenant_broker = providers.Resource(_tenant_broker, config.tenants, events, clock, probe, tuning)
+    # The daemon's supervised threads (the pipeline's, the co-tenant refresher), one health.
+    workers = providers.Singleton(Workers)
+    tenant_broker = providers.Resource(
+        _tenant_broker, config.tenants, events, clock, probe, tuning, workers
+    )
     tenants = providers.Selector(
         config.run.mode,
         daemon=tenant_broker,
@@ -476,6 +498,7 @@ class Container(containers.DeclarativeContainer):
         realtime=config.run.realtime,
         start_time=start_time,
         keep_undelivered=providers.Object(append_undelivered),
+        workers=workers,
     )
     busy = providers.Selector(
         config.run.mode,
@@ -516,9 +539,7 @@ class Container(containers.DeclarativeContainer):
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
-    control_server = providers.Resource(
-        _control_server, config.control.socket, daemon.provided.handle, socket_lock
-    )
+    control_server = providers.Resource(_control_server, config.control.socket, daemon, socket_lock)
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
     simulation = providers.Singleton(

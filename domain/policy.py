@@ -123,6 +123,8 @@ class GuardPolicy:
         previous = self._machine.level
         t = sample.t
         self._take_notices(observation, t)
+        if observation.cleanup_freed_mib is not None:
+            self._machine.cleaned(observation.cleanup_freed_mib)
         if isinstance(sample, ProbeUnavailable) or previous is Level.SHUTDOWN:
             # Unknown is not calm: keep the level and look again soon.
             return Decision(
@@ -169,7 +171,7 @@ class GuardPolicy:
                 self._snapshot(),
             )
         actions: list[Action] = []
-        cleanup = self._machine.due_cleanup(t)
+        cleanup = self._machine.due_cleanup(t, sample.usage, self.thresholds.margin)
         if cleanup is not None:
             actions.append(cleanup)
         interval = self._interval(sample, tte, bool(in_flight))

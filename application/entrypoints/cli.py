@@ -332,6 +332,7 @@ def serve(container: Any) -> int:
     try:
         try:
             container.control_lock()  # one daemon per socket, decided before any model loads
+            container.trace_file()  # a bad --trace too
             daemon = container.daemon()  # loads the models
             container.control()  # the control socket, where there is one
         except Exception as error:  # a start-up failure is one line, never a traceback

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from swictation.application.services.actions import ActionExecutor
+from swictation.application.services.workers import FailureStreak
 from swictation.domain.model import Decision, Event, Level, MemorySample, Observation
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
@@ -58,6 +59,7 @@ class GuardService:
         self.unavailable_reason: str | None = None
         self.ticks = 0
         self.errors = 0
+        self._streak = FailureStreak(log, "guard tick")
 
     @property
     def level(self) -> Level:
@@ -90,6 +92,7 @@ class GuardService:
             fallbacks=fallbacks,
             resets=resets,
             tenants=views,
+            cleanup_freed_mib=self._executor.take_cleaned(),
         )
         decision = self.policy.observe(observation)
         t = reading.t
@@ -145,9 +148,10 @@ class GuardService:
             interval = self._fallback_interval
             try:
                 interval = self.tick().next_poll_s
-            except Exception:
+                self._streak.succeeded()
+            except Exception as error:
                 self.errors += 1
-                log.exception("guard tick failed; carrying on")
+                self._streak.failed(error)
             if self._stop.is_set() or (end is not None and self.clock.now() >= end):
                 break
             if end is not None:
