@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import advise_bench
+import cpu_mode_bench
 import daemon_bench
 import idle_bench
 import latency
@@ -26,6 +27,7 @@ BENCHES = {
     "idle": idle_bench.main,
     "mic": mic_bench.main,
     "latency": latency.main,
+    "cpu_mode": cpu_mode_bench.main,
 }
 
 
