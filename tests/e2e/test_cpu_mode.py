@@ -19,7 +19,7 @@ import pytest
 import soundfile
 import soxr
 
-from tests.e2e.conftest import GiB, write_csv
+from tests.e2e.conftest import GiB, run_command, write_csv
 from tests.e2e.test_daemon import AUDIO, daemon, wait_for, word_error_rate, words
 from tests.e2e.test_daemon_reliability import Running, control
 
@@ -144,6 +144,11 @@ def test_the_gpu_is_taken_back_once_the_card_has_had_room(tmp_path):
     (final,) = [x for x in result.err.splitlines() if "final report: listening" in x]
     assert "device gpu (back on it at " in final
     assert "model stt on gpu" in final  # simulated: the trace's card holds it again
+    # The flight recording of the three runs still replays (the re-executions are not
+    # simulated: the runs are laid end to end).
+    replayed = run_command("swictation", "replay", str(flight), "--json")
+    assert replayed.code == 0, replayed.err
+    assert replayed.json()["samples"] > 0
 
 
 def test_with_on_shutdown_exit_a_full_card_still_ends_the_daemon(tmp_path):
