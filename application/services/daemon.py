@@ -282,7 +282,7 @@ class Daemon:
 
     @property
     def _events_origin(self) -> float:
-        return float(getattr(self.parts, "start_time", self._began))
+        return float(getattr(self.parts, "start_time", None) or self._began)
 
     def _handover(self, tenure: Tenure) -> Handover:
         heard = None if self.gap is None else self.gap.position
