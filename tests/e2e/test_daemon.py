@@ -465,6 +465,10 @@ def test_the_nemo_path_with_a_tiny_model(tmp_path, spool, serve_in_process):
     utterances = [e for e in log if e["type"] == "utterance"]
     assert len(utterances) == 2
     assert all(u["device"] == "cpu" for u in utterances)
+    # Random weights (seeded): what it says is noise, but it says something, and the lines
+    # typed are the words the utterances counted, in the model's own alphabet.
+    assert lines
+    assert sum(u["words"] for u in utterances) == len(" ".join(lines).split())
     assert set("".join(lines)) <= set(" abcdefghijklmnopqrstuvwxyz'")
 
 
