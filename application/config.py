@@ -66,6 +66,11 @@ class OutputKind(enum.StrEnum):
     XDOTOOL = "xdotool"
 
 
+class OnShutdown(enum.StrEnum):
+    CPU = "cpu"  # give up the GPU (a re-execution without CUDA) and go on dictating
+    EXIT = "exit"  # the original behaviour: an orderly stop with exit status 3
+
+
 class PolicyName(enum.StrEnum):
     DEFAULT = "default"
     LEGACY = "legacy"
@@ -164,9 +169,16 @@ class ThresholdsSection:
 
 @attrs.frozen
 class GuardSection:
-    """The policy, and the domain's `Tuning` fields."""
+    """The policy, what SHUTDOWN does, and the domain's `Tuning` fields."""
 
     policy: PolicyName = PolicyName.DEFAULT
+    on_shutdown: OnShutdown = OnShutdown.CPU
+    # On the CPU after a SHUTDOWN: the card must have room for our models this long before
+    # the daemon takes the GPU back.
+    gpu_return_s: float = field(default=120.0, validator=_between(1.0, 86400.0))
+    # What a CUDA context holds on the card: counted in the room a return needs; under
+    # --probe trace it leaves the simulated card in CPU mode.
+    cuda_context_mib: float = field(default=300.0, validator=_between(0.0, 65536.0))
     tuning: Tuning = field(factory=Tuning, metadata={_FLAT: lambda _own: Tuning()})
 
 

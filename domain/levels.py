@@ -57,3 +57,10 @@ LEGACY_TABLE: LevelTable = {
     Level.EMERGENCY: LevelRule(None, True, False, False, None, None),
     Level.SHUTDOWN: LevelRule(None, False, False, False, None, None),
 }
+
+
+# On the CPU after giving up the GPU: nothing of ours is on the card, so no level cleans up,
+# offloads, restores or polls faster; the levels still say how full the card is.
+WATCH_TABLE: LevelTable = {
+    level: LevelRule(None, False, False, False, None, None) for level in Level
+}
