@@ -272,13 +272,18 @@ def _file_settings(tmp_path, spool, **sections):
 
 def test_sigterm_mid_utterance_finishes_or_spools_it(tmp_path, spool, serve_in_process):
     """SIGTERM (a real signal to this process, through the daemon's own handler) 6 s into
-    the recording, inside the second sentence (about 4.4 s to 7.5 s)."""
-    code, lines = serve_in_process(
-        _file_settings(tmp_path, spool),
-        source=lambda c: CueAt(
-            FileAudioSource(str(DICTATION)), 6.0, lambda: os.kill(os.getpid(), signal.SIGTERM)
-        ),
-    )
+    the recording, inside the second sentence (about 4.4 s to 7.5 s). The recording goes on
+    only once the handler has run (it runs on the main thread, whenever that thread next
+    gets to run): the stop lands at 6 s of audio however busy the machine."""
+
+    def terminate(container):
+        def cue() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert container.stop().wait(60), "the SIGTERM handler never ran"
+
+        return CueAt(FileAudioSource(str(DICTATION)), 6.0, cue)
+
+    code, lines = serve_in_process(_file_settings(tmp_path, spool), source=terminate)
     assert code == 0
     spooled = list(Path(spool).glob("*.wav"))
     assert lines[0]  # the first sentence, whole

@@ -146,7 +146,7 @@ def _toggled_at(tmp_path, serve_in_process, voice: str, at_s: float, command: st
     return lines, utterances, open_at_command == [True]
 
 
-def test_a_toggle_inside_the_end_of_utterance_pause_keeps_the_sentence(tmp_path, serve_in_process):
+def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, serve_in_process):
     said = "The weather today is cold and windy with some rain."
     # 0.25 s after the voice ends: inside the 0.8 s end-of-utterance pause.
     toggle_s = 0.5 + voiced_end_s("voice-us.wav") + 0.25
@@ -161,7 +161,7 @@ def test_a_toggle_inside_the_end_of_utterance_pause_keeps_the_sentence(tmp_path,
     assert ended < 0.5 + voiced_end_s("voice-us.wav") + 0.8 - 0.1
 
 
-def test_a_stop_mid_sentence_transcribes_what_was_said_up_to_it(tmp_path, serve_in_process):
+def test_a_toggle_or_stop_mid_sentence_transcribes_what_was_said(tmp_path, serve_in_process):
     said = words("Please send the report to the team before lunch.")
     stop_s = 0.5 + voiced_end_s("voice-gb.wav") / 2
     lines, utterances, was_open = _toggled_at(

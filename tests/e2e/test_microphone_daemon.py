@@ -208,7 +208,8 @@ def test_toggling_off_mid_sentence_transcribes_what_was_said(live, sound_server,
     daemon = live()
     player = sound_server.play_in_background(AUDIO / US[0])
     # "The weather today" (0 - 0.9 s of the recording) heard, as the daemon itself says: its
-    # speech in progress, written ahead to the spool, holds 1.4 s (the voice goes on to 3.1 s).
+    # speech in progress, written ahead to the spool from 0.2 s before the voice, holds 1.4 s
+    # (the voice goes on to 3.1 s).
     wait_until_heard(tmp_path / "spool", 1.4)
     # Straight over the socket: a client process could take long enough to start on a busy
     # machine that the sentence would be over.
@@ -231,11 +232,12 @@ def test_a_device_lost_mid_run_comes_back_and_nothing_said_before_is_lost(live, 
     try:
         index = pulse_index(server)
         daemon = live("--mic", str(index), server=server)  # the device chosen by index
-        # The speech ends with the file (at 3.48 s). The server dies once the daemon has
-        # heard 3.2 s of it: the utterance is still open, whatever this machine's pace (the
+        # The speech ends with the file (at 3.48 s). The server dies once the daemon's speech
+        # in progress holds 3.6 s (it begins 0.2 s before the voice, the VAD's padding): "home"
+        # has been heard and the utterance is still open, whatever this machine's pace (the
         # pause that would end it is 0.8 s of silence after the voice).
         player = server.play_in_background(trimmed(AUDIO / FEMALE[0], tmp_path / "female.wav"))
-        wait_until_heard(tmp_path / "spool", 3.2)
+        wait_until_heard(tmp_path / "spool", 3.6)
         server.kill()
         player.wait(60)
         daemon.wait_log(r"microphone lost: ")
