@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -96,5 +98,59 @@ def serve_in_process(loaded_models, tmp_path):
         for name, build in overrides.items():
             getattr(container, name).override(providers.Object(build(container)))
         return serve(container), output.lines
+
+    return run
+
+
+def _shares_the_session_models(settings) -> bool:
+    stt = settings.config.stt
+    return str(stt.engine) == "whisper" and not stt.model and str(stt.device) != "cuda"
+
+
+@pytest.fixture
+def swictationd(loaded_models, monkeypatch, capsys):
+    """`swictationd ARGS` run in this process, from its own argument parsing to its exit
+    status, with the session's models (Silero, Whisper tiny.en on the CPU) instead of
+    loading them again: for runs where a process of its own would prove nothing more.
+    `env` is set for the run; the result's `out` is what the daemon printed, its `err` what it
+    printed on stderr followed by its log. Signals, exit codes, stdout closed or a SIGKILL
+    need the real process: `run_command`."""
+    from dependency_injector import providers
+
+    from swictation.application import container as wiring
+    from swictation.application.entrypoints.cli import daemon_main
+
+    build = wiring.daemon_container
+
+    def with_shared_models(settings):
+        container = build(settings)
+        if _shares_the_session_models(settings):
+            loaded_models.model("vad").reset_states()
+            container.models.override(providers.Object(loaded_models))
+        return container
+
+    monkeypatch.setattr(wiring, "daemon_container", with_shared_models)
+
+    def run(*args: str, env: dict | None = None) -> Result:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        quiet, verbose = {"-q", "--quiet"} & set(args), {"-v", "--verbose"} & set(args)
+        level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+        log = io.StringIO()
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root = logging.getLogger()
+        was = root.level
+        root.addHandler(handler)
+        root.setLevel(level)
+        capsys.readouterr()
+        try:
+            code = daemon_main(list(args))
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(was)
+        printed = capsys.readouterr()
+        return Result(code, printed.out, printed.err + log.getvalue())
 
     return run

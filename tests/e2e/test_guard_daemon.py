@@ -4,8 +4,8 @@ flight recording taking the same decisions."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -92,17 +92,15 @@ def moves(events: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path):
+def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path, swictationd):
     # The demo: EMERGENCY, offload, calm while the user is still talking, restore.
     flight = tmp_path / "flight.jsonl"
-    daemon = run_command(
-        "swictationd",
+    daemon = swictationd(
         *("--audio-file", str(DICTATION), "--realtime"),
         *("--probe", "trace", "--trace", str(EXAMPLES / "traces" / "demo-emergency.csv")),
         *("--config", str(EXAMPLES / "demo.toml"), "--events", str(flight)),
         "--spool-dir",
         str(tmp_path / "spool"),
-        env={**os.environ},
     )
     assert daemon.code == 0, daemon.err
     recorded = read_events(flight)
@@ -122,9 +120,13 @@ def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path):
     assert replay.code == 0, replay.err
     assert moves(read_events(replayed_events)) == moves(recorded)
     assert replay.json()["final_placement"] == {"stt": "gpu", "vad": "gpu"}
-    # And both restored within the same second or two.
+    # And both restored within one poll of each other: the daemon acts only when it polls,
+    # and a busy machine spaces its polls out (the recording shows by how much), where
+    # replay polls on schedule.
     daemon_restore = next(e["t"] for e in recorded if e.get("action") == "restore")
     replay_restore = next(
         e["t"] for e in read_events(replayed_events) if e.get("action") == "restore"
     )
-    assert abs(daemon_restore - replay_restore) < 2.5
+    polls = [e["t"] for e in recorded if e["type"] == "sample"]
+    longest_poll_s = max(later - earlier for earlier, later in itertools.pairwise(polls))
+    assert abs(daemon_restore - replay_restore) < longest_poll_s + 0.5

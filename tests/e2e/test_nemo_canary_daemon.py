@@ -18,11 +18,11 @@ AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 pytestmark = pytest.mark.slow
 
 
-def test_the_daemon_transcribes_with_a_canary_model(tmp_path):
+def test_the_daemon_transcribes_with_a_canary_model(tmp_path, swictationd):
+    """In-process (NeMo imported once for the session; the container loads the archive)."""
     model = build_tiny_canary(tmp_path / "model")
     events = tmp_path / "events.jsonl"
-    result = run_command(
-        "swictationd",
+    result = swictationd(
         "--audio-file",
         str(AUDIO / "pair.wav"),
         "--probe",
@@ -48,7 +48,7 @@ def test_the_daemon_transcribes_with_a_canary_model(tmp_path):
 
 
 def test_the_default_canary_needs_the_hub_and_says_so_in_one_line(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # A process of its own: the hub library reads HF_HUB_OFFLINE once, when it is imported.
     result = run_command(
         "swictationd",
         "--audio-file",
@@ -59,7 +59,7 @@ def test_the_default_canary_needs_the_hub_and_says_so_in_one_line(tmp_path):
         "nemo",
         "--spool-dir",
         str(tmp_path / "spool"),
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.code == 1, result.err
     assert "Traceback" not in result.err
