@@ -106,9 +106,10 @@ def env(tmp_path):
 # -- toggles ------------------------------------------------------------------------------------
 
 
-def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, env):
-    said = "The weather today is cold and windy with some rain."
-    audio = recording(tmp_path, ("silence", 0.5), ("voice-us.wav", 0), ("silence", 8.0))
+def saying(voice: str, tmp_path: Path, env: dict) -> tuple[Running, str, Path]:
+    """A daemon hearing `voice` 0.5 s into a recording at real-time pace, then 8 s of quiet;
+    its control socket and its output file."""
+    audio = recording(tmp_path, ("silence", 0.5), (voice, 0), ("silence", 8.0))
     sock = str(tmp_path / "ctl" / "s.sock")
     out = tmp_path / "out.txt"
     run = Running(
@@ -116,6 +117,12 @@ def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, env):
         "--output", "file", "--output-file", str(out), "--spool-dir", str(tmp_path / "spool"),
         env=env,
     )  # fmt: skip
+    return run, sock, out
+
+
+def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, env):
+    said = "The weather today is cold and windy with some rain."
+    run, sock, out = saying("voice-us.wav", tmp_path, env)
     try:
         run.wait_log("listening:")
         began = time.monotonic()
@@ -133,14 +140,7 @@ def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, env):
 
 
 def test_a_toggle_or_stop_mid_sentence_transcribes_what_was_said(tmp_path, env):
-    audio = recording(tmp_path, ("silence", 0.5), ("voice-gb.wav", 0), ("silence", 8.0))
-    sock = str(tmp_path / "ctl" / "s.sock")
-    out = tmp_path / "out.txt"
-    run = Running(
-        "--audio-file", str(audio), "--realtime", "--probe", "none", "--socket", sock,
-        "--output", "file", "--output-file", str(out), "--spool-dir", str(tmp_path / "spool"),
-        env=env,
-    )  # fmt: skip
+    run, sock, out = saying("voice-gb.wav", tmp_path, env)
     try:
         run.wait_log("listening:")
         time.sleep(0.5 + voiced_end_s("voice-gb.wav") / 2)
