@@ -38,6 +38,8 @@ MAX_CLIENTS = 16
 BACKLOG = 128
 CLIENT_TIMEOUT_S = 5.0
 ACCEPT_PAUSE_S = 0.1  # after an accept error that the spare descriptor could not absorb
+RESTART_PAUSE_S = 0.05  # after the loop failed (times the failures in a row)
+MAX_RESTARTS = 20  # in a row, with no request served between: the control thread is failed
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -231,6 +233,8 @@ class ControlServer:
         lock: SocketLock | None = None,
         timeout_s: float = TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
+        max_restarts: int = MAX_RESTARTS,
+        restart_pause_s: float = RESTART_PAUSE_S,
     ) -> None:
         self.path = Path(path)
         self._handler = handler
@@ -239,6 +243,8 @@ class ControlServer:
         self._owns_lock = False  # a lock handed in is released by whoever took it
         self._timeout_s = timeout_s
         self._max_clients = max_clients
+        self._max_restarts = max_restarts
+        self._restart_pause_s = restart_pause_s
         self._sock: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
@@ -251,6 +257,14 @@ class ControlServer:
         self._stop = threading.Event()
         self._paused_until: float | None = None
         self._accept_failures = 0
+        self._served = 0  # replies sent: a restart that serves again is a recovery
+        # Its health, as the daemon's other workers show theirs in `status`.
+        self._health_lock = threading.Lock()
+        self.errors = 0
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._failed = False
+        self._said: set[str] = set()
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -288,8 +302,50 @@ class ControlServer:
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="swictation-control-handler"
         )
-        self._thread = threading.Thread(target=self._serve, name="swictation-control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._supervise, name="swictation-control", daemon=True
+        )
         self._thread.start()
+
+    # -- health --------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """Serving (or stopped on purpose): the daemon feeds its watchdog only while so."""
+        if self._stop.is_set():
+            return True
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._failed
+
+    def health(self) -> dict[str, object]:
+        """The same shape as the daemon's workers: state, errors, restarts, last error."""
+        if self._failed:
+            state = "failed"
+        elif self._stop.is_set():
+            state = "done"
+        elif self._thread is not None and self._thread.is_alive():
+            state = "running"
+        else:
+            state = "starting" if self._thread is None else "failed"
+        with self._health_lock:
+            return {
+                "state": state,
+                "errors": self.errors,
+                "restarts": self.restarts,
+                "last_error": self.last_error,
+            }
+
+    def _count(self, error: BaseException | str, where: str) -> bool:
+        """Counts a failure the socket survived; True the first time this kind is seen (the
+        log says each kind once, not once per client)."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self._health_lock:
+            self.errors += 1
+            self.last_error = f"{where}: {text}"
+            kind = f"{where}:{text if isinstance(error, str) else type(error).__name__}"
+            first = kind not in self._said
+            self._said.add(kind)
+        return first
 
     def stop(self) -> None:
         """Stops serving, removes the socket, then releases the lock if it took it; safe to
@@ -325,6 +381,30 @@ class ControlServer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        """The control thread: the loop, restarted in place when anything escapes it (up to
+        MAX_RESTARTS in a row without a request served in between)."""
+        in_a_row = 0
+        while not self._stop.is_set():
+            served = self._served
+            try:
+                self._serve()
+                return
+            except BaseException as error:
+                first = self._count(error, "loop")
+                in_a_row = 1 if self._served != served else in_a_row + 1
+                if in_a_row > self._max_restarts:
+                    self._failed = True
+                    log.error("control: the socket loop failed %d times; giving up", in_a_row)
+                    return
+                with self._health_lock:
+                    self.restarts += 1
+                if first:
+                    log.error("control: the socket loop ended (%s); restarted", error,
+                              exc_info=True)  # fmt: skip
+                if self._stop.wait(self._restart_pause_s * in_a_row):
+                    return
+
     def _serve(self) -> None:
         assert self._selector is not None
         while not self._stop.is_set():
@@ -341,8 +421,10 @@ class ControlServer:
                         self._write(key.data)
                 self._deliver_replies()
                 self._expire()
-            except Exception:  # the socket outlives any bug in one client's handling
-                log.exception("control: the socket loop failed; going on")
+            except Exception as error:  # the socket outlives any bug in one client's handling
+                if self._count(error, "loop"):
+                    log.exception("control: the socket loop failed; going on")
+                self._stop.wait(self._restart_pause_s)  # a failure that repeats must not spin
         self._deliver_replies()  # a last reply (e.g. to `quit`) still goes out
 
     def _next_timeout(self) -> float | None:
@@ -386,6 +468,7 @@ class ControlServer:
 
     def _accept_failed(self, error: OSError) -> None:
         self._accept_failures += 1
+        self._count(error, "accept")
         if self._accept_failures == 1:
             log.warning("control: accept failed (%s); the socket stays up", error)
         if error.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd is not None:
@@ -464,7 +547,8 @@ class ControlServer:
         try:
             reply = _encode(self._handler(request))
         except Exception as error:  # a bug in a handler must not take the daemon down
-            log.exception("control handler failed")
+            if self._count(error, "handler"):
+                log.exception("control handler failed")
             reply = _error(f"internal error: {error}")
         self._replies.put((client, reply))
         self._wake()
@@ -498,6 +582,7 @@ class ControlServer:
             return
         client.outbox = client.outbox[sent:]
         if not client.outbox:
+            self._served += 1
             self._close(client)  # one request, one reply
 
     def _close(self, client: _Client) -> None:

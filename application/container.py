@@ -260,8 +260,9 @@ def _socket_lock(socket: str | None) -> Iterator[SocketLock]:
         lock.release()
 
 
-def _control_server(socket: str | None, handler: Any, lock: SocketLock) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), handler, lock=lock)
+def _control_server(socket: str | None, daemon: Any, lock: SocketLock) -> Iterator[ControlServer]:
+    server = ControlServer(socket or str(default_socket_path()), daemon.handle, lock=lock)
+    daemon.control = server  # its health is shown with the daemon's workers
     server.start()
     try:
         yield server
@@ -514,9 +515,7 @@ class Container(containers.DeclarativeContainer):
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
-    control_server = providers.Resource(
-        _control_server, config.control.socket, daemon.provided.handle, socket_lock
-    )
+    control_server = providers.Resource(_control_server, config.control.socket, daemon, socket_lock)
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
     simulation = providers.Singleton(

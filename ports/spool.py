@@ -34,6 +34,10 @@ class Spool(Protocol):
     def backlog(self) -> list[Path]:
         """What earlier runs left undelivered, oldest first."""
 
+    def seconds(self, path: Path) -> float:
+        """About how much audio a kept utterance holds, without reading it (a restart types a
+        short backlog before newer speech)."""
+
     def load(self, path: Path) -> Any | None:
         """The samples of one kept utterance; None when it cannot be read."""
 

@@ -45,6 +45,7 @@ class Daemon:
         self._fed = True
         self.watch_ticks = 0
         self._said_unknown: str | None = None
+        self.control: Any = None  # the control server, where there is one (its health shows)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -88,11 +89,15 @@ class Daemon:
             "restarts": 0,
             "last_error": getattr(self.parts.events, "last_error", None),
         }
+        if self.control is not None:
+            workers["control"] = self.control.health()
         return workers
 
     def all_alive(self) -> bool:
         """The watchdog is fed only while this holds."""
         if not self.workers.all_alive():
+            return False
+        if self.control is not None and not self.control.alive:
             return False
         return self._stopping.is_set() or self.guard.running
 
@@ -138,6 +143,7 @@ class Daemon:
             "capture_lost_blocks": capture.lost_blocks,
             "capture_device_losses": capture.device_losses,
             "spooled": stats.spooled,
+            "spool_written_bytes": self.pipeline.spool.written_bytes,
             "output": delivery.describe(),
             "output_waiting": delivery.waiting,
             "output_failing_since": delivery.failing_since,
@@ -299,6 +305,7 @@ class Daemon:
                     "utterances": stats.utterances,
                     "spooled": stats.spooled,
                     "undelivered": stats.undelivered,
+                    "spool_written_bytes": self.pipeline.spool.written_bytes,
                     "workers": self.health(),
                 },
             )

@@ -6,7 +6,9 @@ recogniser is busy, a model is moving or the output is failing. Every model call
 through the recovery runner. Utterances are written to the spool when they are queued (and
 speech still being spoken as it arrives) and removed once their text is delivered, so a
 stop, a crash or a re-execution loses at most the last second; a restart transcribes what
-was left, one file at a time, never holding live speech back by more than one utterance.
+was left, one file at a time: before any newer speech when it is short (the words are typed
+in the order they were said), beside live speech when it is long (never holding live speech
+back by more than one utterance).
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def _log_undelivered(texts: list[str]) -> Path | None:
     return None
 
 
+# A backlog up to this much audio is transcribed before newer speech (the order in which
+# words are typed is kept); a longer one would hold live speech back for too long.
+BACKLOG_IN_ORDER_S = 60.0
+
+
 class DictationPipeline:
     def __init__(
         self,
@@ -109,6 +116,7 @@ class DictationPipeline:
         workers: Workers | None = None,
         keep_undelivered: KeepUndelivered = _log_undelivered,
         retry_s: tuple[float, float] = (0.5, 30.0),
+        backlog_in_order_s: float = BACKLOG_IN_ORDER_S,
     ) -> None:
         self._source = source
         self._vad = vad
@@ -136,6 +144,8 @@ class DictationPipeline:
         self._queue: queue.Queue[Utterance | None] = queue.Queue()
         self._backlog: list[Path] = []
         self._backlog_lock = threading.Lock()
+        self._backlog_in_order_s = backlog_in_order_s
+        self._backlog_first = False  # a short backlog goes before any newer speech
         self._ids = itertools.count(1)
         self._blocks: list[AudioBlock] = []
         self._open: OpenUtterance | None = None
@@ -212,10 +222,20 @@ class DictationPipeline:
     def replay_spool(self) -> int:
         """Files left by an earlier run are transcribed before new audio, one at a time."""
         backlog = self._spool.backlog()
+        seconds = sum(self._spool.seconds(path) for path in backlog)
         with self._backlog_lock:
             self._backlog = backlog
+            self._backlog_first = seconds <= self._backlog_in_order_s
         if backlog:
-            log.warning("transcribing %d spooled utterance(s) from an earlier run", len(backlog))
+            log.warning(
+                "transcribing %d spooled utterance(s) (%.0f s) from an earlier run %s",
+                len(backlog),
+                seconds,
+                "before any new speech"
+                if self._backlog_first
+                else f"between new utterances (over {self._backlog_in_order_s:g} s: new "
+                "speech is not held back for it)",
+            )
         return len(backlog)
 
     def capture(self) -> None:
@@ -390,7 +410,14 @@ class DictationPipeline:
     # -- speech-to-text ---------------------------------------------------------------------------
 
     def _next(self) -> Utterance | None:
-        """Live speech first; between live utterances, the next file of the backlog."""
+        """A short backlog (what a crash or a re-execution leaves) first, in the order it was
+        said, so no newer speech is typed before it; otherwise live speech first and the next
+        file of a long backlog between live utterances."""
+        if self._backlog_first:
+            backlog = self._from_backlog()
+            if backlog is not None:
+                return backlog
+            self._backlog_first = False
         try:
             return self._queue.get_nowait()
         except queue.Empty:

@@ -214,7 +214,33 @@ def test_utterances_are_on_disk_from_the_moment_they_are_queued(tmp_path):
     assert float(seen["pcm_s"][0]) >= 2.5 + 0.2 - 1.0
 
 
-def test_a_backlog_is_read_one_file_at_a_time_and_live_speech_goes_first(tmp_path):
+def test_a_short_backlog_is_typed_before_newer_live_speech(tmp_path):
+    """What a SIGKILL or a re-execution leaves is typed first: the words come out in the
+    order they were said, even when new speech is queued while the spool is transcribed."""
+    spool = Spool(tmp_path / "spool")
+    tone = (0.3 * np.sin(np.arange(RATE) / RATE * 2 * np.pi * 200)).astype(np.float32)
+    spool.put(tone[: int(0.5 * RATE)])
+    spool.put(tone[: int(0.7 * RATE)])
+    capture_done = threading.Event()
+
+    class Heard(ScriptedRecognizer):
+        def transcribe(self, block):
+            capture_done.wait(10)  # new speech is queued before the first file is done
+            lengths = {int(0.5 * RATE): "older", int(0.7 * RATE): "old"}
+            return lengths.get(len(block.samples), "new")
+
+    pipeline, output, _ = build(
+        audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=Heard([])
+    )
+    pipeline.start_worker()
+    pipeline.capture()
+    capture_done.set()
+    pipeline.finish(drain_timeout_s=None)
+    assert output.lines == ["older", "old", "new"]
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_long_backlog_is_read_one_file_at_a_time_and_live_speech_goes_first(tmp_path):
     spool = Spool(tmp_path / "spool")
     tone = (0.3 * np.sin(np.arange(int(0.6 * RATE)) / RATE * 2 * np.pi * 200)).astype(np.float32)
     for _ in range(50):
@@ -230,6 +256,7 @@ def test_a_backlog_is_read_one_file_at_a_time_and_live_speech_goes_first(tmp_pat
     pipeline, output, _ = build(
         audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=Order(texts)
     )
+    pipeline._backlog_in_order_s = 20.0  # 50 files of 0.6 s: a long backlog
     loaded: list[int] = []
     original = pipeline._spool.load
     pipeline._spool.load = lambda path: loaded.append(pipeline.queued) or original(path)
