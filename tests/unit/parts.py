@@ -19,7 +19,7 @@ from swictation.adapters.memory import (
 from swictation.adapters.spool import Spool
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
-from swictation.domain.model import ModelState
+from swictation.domain.model import ModelState, Placement
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import AudioBlock
 
@@ -58,10 +58,11 @@ def build(
     kept=None,
     retry=(0.01, 0.05),
     workers=None,
+    clock=None,
 ) -> Built:
     """The pipeline hearing `blocks` (or `source`) and transcribing them as `texts`, its
     spool (and fallback) in `tmp_path`; text that cannot be delivered goes to `kept`."""
-    clock = FakeClock()
+    clock = clock or FakeClock()
     host = host or InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
     events = EventList()
     output = output if output is not None else ListOutput()
@@ -82,6 +83,29 @@ def build(
         **extra,
     )
     return Built(pipeline, output, stt, events, host)
+
+
+def with_fakes(container, texts, blocks) -> tuple[ListOutput, EventList]:
+    """The same parts swapped into the application's container with `override`: the daemon
+    it builds hears `blocks` and transcribes them as `texts`; its output and its events."""
+    from dependency_injector import providers
+
+    clock = FakeClock()
+    host = InMemoryModelHost(
+        clock, (ModelState("vad", 2.0, Placement.CPU), ModelState("stt", 75.0, Placement.CPU))
+    )
+    output, events = ListOutput(), EventList()
+    for name, part in (
+        ("clock", clock),
+        ("host", host),
+        ("source", ListAudioSource(blocks)),
+        ("vad", EnergyVoiceDetector()),
+        ("recognizer", ScriptedRecognizer(texts)),
+        ("output", output),
+        ("events", events),
+    ):
+        getattr(container, name).override(providers.Object(part))
+    return output, events
 
 
 def run_all(pipeline: DictationPipeline) -> None:

@@ -8,8 +8,7 @@ import numpy as np
 from swictation.adapters.memory import EnergyVoiceDetector, ScriptedRecognizer
 from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock
-from tests.unit.test_pipeline import BLOCK, RATE, audio
-from tests.unit.test_pipeline_reliability import build, run_all
+from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
 
 class CountingVad(EnergyVoiceDetector):
@@ -34,7 +33,7 @@ def test_a_quiet_room_never_wakes_the_vad_and_speech_always_does(tmp_path):
     offset = len(blocks) * BLOCK / RATE
     blocks += [AudioBlock(b.t + offset, b.samples) for b in speech]
     vad = CountingVad()
-    pipeline, output, _ = build(blocks, ["heard"], tmp_path)
+    pipeline, output, _, _, _ = build(blocks, ["heard"], tmp_path)
     pipeline._vad = vad
     run_all(pipeline)
     assert output.lines == ["heard"]
@@ -48,7 +47,7 @@ def test_a_quiet_room_never_wakes_the_vad_and_speech_always_does(tmp_path):
 def test_the_gate_can_be_opened_to_run_the_vad_on_every_block(tmp_path):
     blocks = quiet_room(1.0, -70)
     vad = CountingVad()
-    pipeline, _, _ = build(blocks, [], tmp_path)
+    pipeline, _, _, _, _ = build(blocks, [], tmp_path)
     pipeline.warm_up()  # its one VAD call is not a block of the stream
     pipeline._vad = vad
     pipeline._gate = 10 ** (VadSettings(energy_gate_dbfs=-120.0).energy_gate_dbfs / 10)
@@ -67,7 +66,9 @@ class Warmable(ScriptedRecognizer):
 
 def test_models_are_warmed_up_once_and_the_warm_up_is_not_an_utterance(tmp_path):
     stt = Warmable(["only this"])
-    pipeline, output, _ = build(audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=stt)
+    pipeline, output, _, _, _ = build(
+        audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=stt
+    )
     pipeline.warm_up()
     run_all(pipeline)
     assert stt.warmed == 1
