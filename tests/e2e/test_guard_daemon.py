@@ -10,6 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile
+
 from tests.e2e.conftest import BIN, GiB, run_command, write_csv
 
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
@@ -39,10 +42,15 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
     config.write_text("[thresholds]\ndwell_s = 1.0\n\n[guard]\nmin_offload_mib = 16\n")
     events = tmp_path / "events.jsonl"
     sock = str(tmp_path / "ctl" / "swictation.sock")
+    # The dictation, then quiet that outlasts the test: the daemon is still running for the
+    # reset and the restore however slowly a busy machine gets there.
+    voice, rate = soundfile.read(DICTATION, dtype="int16")
+    recording = tmp_path / "dictation-then-quiet.flac"
+    soundfile.write(recording, np.concatenate([voice, np.zeros(900 * rate, np.int16)]), rate)
     process = subprocess.Popen(
         [
             str(BIN / "swictationd"),
-            *("--audio-file", str(DICTATION), "--realtime"),
+            *("--audio-file", str(recording), "--realtime"),
             *("--probe", "trace", "--trace", str(calm), "--config", str(config)),
             *("--inject-fault", "stt:oom:3", "--events", str(events)),
             *("--socket", sock, "--spool-dir", str(tmp_path / "spool")),
