@@ -38,9 +38,29 @@ def run_command(*args: str, timeout: float = 300, **kwargs) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def _exit_status(entry, argv: list[str]) -> int:
+    """What the program would exit with: its return, or argparse's SystemExit (usage)."""
+    try:
+        return int(entry(argv))
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+
+
 @pytest.fixture
-def swictation():
-    return lambda *args, **kw: run_command("swictation", *args, **kw)
+def swictation(monkeypatch, capsys):
+    """`swictation ARGS` (replay, record, the control commands) run in this process, from
+    its own argument parsing to its exit status; `env` is set for the run."""
+    from swictation.application.entrypoints.cli import main
+
+    def run(*args: str, env: dict | None = None) -> Result:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = _exit_status(main, list(args))
+        printed = capsys.readouterr()
+        return Result(code, printed.out, printed.err)
+
+    return run
 
 
 GiB = 1024.0
@@ -146,7 +166,7 @@ def swictationd(loaded_models, monkeypatch, capsys):
         root.setLevel(level)
         capsys.readouterr()
         try:
-            code = daemon_main(list(args))
+            code = _exit_status(daemon_main, list(args))
         finally:
             root.removeHandler(handler)
             root.setLevel(was)

@@ -36,7 +36,9 @@ def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
+def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, swictation):
+    from swictation.adapters.control_socket import request
+
     calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 120, 0.5)
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n\n[guard]\nmin_offload_mib = 16\n")
@@ -66,15 +68,14 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
         )
 
         def pinned() -> bool:
-            status = run_command("swictation", "status", "--json", "--socket", sock)
-            return json.loads(status.out)["models"]["stt"]["cpu_fallback"]
+            return request(sock, {"cmd": "status"})["models"]["stt"]["cpu_fallback"]
 
         # The guard takes the fallback in at its next step.
         wait_until(pinned, "the status to show the CPU fallback", timeout=10)
-        unknown = run_command("swictation", "reset", "nonesuch", "--socket", sock)
+        unknown = swictation("reset", "nonesuch", "--socket", sock)
         assert unknown.code == 1
         assert "no model named 'nonesuch'" in unknown.err
-        reset = run_command("swictation", "reset", "stt", "--socket", sock)
+        reset = swictation("reset", "stt", "--socket", sock)
         assert reset.code == 0, reset.err
         assert "CPU fallback ended" in reset.out
         wait_until(
@@ -85,7 +86,7 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
             "the restore after the reset",
         )
         assert not pinned()
-        run_command("swictation", "stop", "--socket", sock)
+        swictation("stop", "--socket", sock)
     finally:
         if process.poll() is None:
             process.terminate()
