@@ -59,6 +59,8 @@ def build(
     retry=(0.01, 0.05),
     workers=None,
     clock=None,
+    vad=None,
+    settings=None,
 ) -> Built:
     """The pipeline hearing `blocks` (or `source`) and transcribing them as `texts`, its
     spool (and fallback) in `tmp_path`; text that cannot be delivered goes to `kept`."""
@@ -67,10 +69,12 @@ def build(
     events = EventList()
     output = output if output is not None else ListOutput()
     stt = stt or ScriptedRecognizer(texts)
-    extra = {} if workers is None else {"workers": workers}
+    extra: dict[str, Any] = {} if workers is None else {"workers": workers}
+    if settings is not None:
+        extra["settings"] = settings
     pipeline = DictationPipeline(
         source if source is not None else ListAudioSource(blocks),
-        EnergyVoiceDetector(0.05),
+        vad if vad is not None else EnergyVoiceDetector(0.05),
         stt,
         output,
         RecoveringRunner(host, RecoveryTracker(), events, clock),

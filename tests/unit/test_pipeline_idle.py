@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from swictation.adapters.memory import EnergyVoiceDetector, ScriptedRecognizer
-from swictation.domain.segmenter import VadSettings
+from swictation.application.config import load_settings
 from swictation.ports import AudioBlock
 from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
@@ -45,14 +45,16 @@ def test_a_quiet_room_never_wakes_the_vad_and_speech_always_does(tmp_path):
 
 
 def test_the_gate_can_be_opened_to_run_the_vad_on_every_block(tmp_path):
+    # The configured key, as a user sets it, reaches the pipeline's gate.
+    settings = load_settings(None, {"SWICTATION_VAD_ENERGY_GATE_DBFS": "-120"}, default_file=False)
     blocks = quiet_room(1.0, -70)
     vad = CountingVad()
-    pipeline, _, _, _, _ = build(blocks, [], tmp_path)
+    pipeline, _, _, _, _ = build(blocks, [], tmp_path, vad=vad, settings=settings.vad)
     pipeline.warm_up()  # its one VAD call is not a block of the stream
-    pipeline._vad = vad
-    pipeline._gate = 10 ** (VadSettings(energy_gate_dbfs=-120.0).energy_gate_dbfs / 10)
+    warm_up_calls = vad.calls
     run_all(pipeline)
-    assert vad.calls == len(blocks)
+    assert vad.calls - warm_up_calls == len(blocks)
+    assert pipeline.gated_blocks == 0
 
 
 class Warmable(ScriptedRecognizer):
