@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,10 +50,13 @@ def _exit_status(entry, argv: list[str]) -> int:
 @pytest.fixture
 def swictation(monkeypatch, capsys):
     """`swictation ARGS` (replay, record, the control commands) run in this process, from
-    its own argument parsing to its exit status; `env` is set for the run."""
+    its own argument parsing to its exit status; `env` is set for the run. Given what only
+    a process has (`preexec_fn`, say: a resource limit), it runs as a process of its own."""
     from swictation.application.entrypoints.cli import main
 
-    def run(*args: str, env: dict | None = None) -> Result:
+    def run(*args: str, env: dict | None = None, **process) -> Result:
+        if process:
+            return run_command("swictation", *args, env={**os.environ, **(env or {})}, **process)
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
         capsys.readouterr()
@@ -142,8 +146,8 @@ def swictationd(loaded_models, monkeypatch, capsys):
 
     build = wiring.daemon_container
 
-    def with_shared_models(settings):
-        container = build(settings)
+    def with_shared_models(settings, *args, **kwargs):
+        container = build(settings, *args, **kwargs)
         if _shares_the_session_models(settings):
             loaded_models.model("vad").reset_states()
             container.models.override(providers.Object(loaded_models))
