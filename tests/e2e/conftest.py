@@ -40,11 +40,22 @@ def run_command(*args: str, timeout: float = 300, **kwargs) -> Result:
 
 
 def _exit_status(entry, argv: list[str]) -> int:
-    """What the program would exit with: its return, or argparse's SystemExit (usage)."""
+    """What the program would exit with: its return, or argparse's SystemExit (usage). The
+    loggers' levels it sets (replay quiets the guard's live log) are put back after: they
+    are the process's, and the next test in this process must not inherit them."""
+    manager = logging.Logger.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
     try:
         return int(entry(argv))
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 1
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture

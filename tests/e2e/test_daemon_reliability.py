@@ -84,7 +84,7 @@ def recording(tmp_path: Path, *parts: tuple[str, float]) -> Path:
             voice, rate = soundfile.read(AUDIO / name, dtype="float32")
             assert rate == 16000
             pieces.append(voice)
-    path = tmp_path / "recording.wav"
+    path = tmp_path / "recording.flac"  # long quiet costs next to nothing in FLAC
     soundfile.write(path, np.concatenate(pieces), 16000)
     return path
 
@@ -107,9 +107,10 @@ def env(tmp_path):
 
 
 def saying(voice: str, tmp_path: Path, env: dict) -> tuple[Running, str, Path]:
-    """A daemon hearing `voice` 0.5 s into a recording at real-time pace, then 8 s of quiet;
-    its control socket and its output file."""
-    audio = recording(tmp_path, ("silence", 0.5), (voice, 0), ("silence", 8.0))
+    """A daemon hearing `voice` 0.5 s into a recording at real-time pace, then quiet that
+    outlasts the test (which stops it with SIGTERM, however slow the machine); its control
+    socket and its output file."""
+    audio = recording(tmp_path, ("silence", 0.5), (voice, 0), ("silence", 600.0))
     sock = str(tmp_path / "ctl" / "s.sock")
     out = tmp_path / "out.txt"
     run = Running(
