@@ -145,12 +145,12 @@ def _silero_residency() -> Any:
     return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
-def _whisper_residency(model: str | None, device: str) -> Any:
+def _whisper_residency(model: str | None, device: str, compute_type: str = "auto") -> Any:
     _needs("faster_whisper", "whisper", "--stt whisper")
     from swictation.adapters.whisper_stt import whisper_residency
 
     # A CTranslate2 model is built on its device; offloading is handled by its residency.
-    return whisper_residency(model, device)
+    return whisper_residency(model, device, compute_type)
 
 
 def _nemo_residency(model: str | None) -> Any:
@@ -438,7 +438,9 @@ class Container(containers.DeclarativeContainer):
     vad_model = providers.Selector(config.run.vad, silero=providers.Singleton(_silero_residency))
     stt_model = providers.Selector(
         config.stt.engine,
-        whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
+        whisper=providers.Singleton(
+            _whisper_residency, config.stt.model, device, config.stt.compute_type
+        ),
         nemo=providers.Singleton(_nemo_residency, config.stt.model),
     )
     models = providers.Resource(_loaded_models, vad_model, stt_model, device)
