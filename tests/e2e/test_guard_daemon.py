@@ -10,10 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile
-
-from tests.e2e.conftest import BIN, GiB, run_command, write_csv
+from swictation.adapters.control_socket import request
+from tests.e2e.conftest import BIN, GiB, write_csv
 
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -36,23 +34,29 @@ def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, swictation):
-    from swictation.adapters.control_socket import request
+def dictation_then_quiet(tmp_path: Path, quiet_s: float = 900.0) -> Path:
+    """The dictation, then a silence that outlasts any test (FLAC keeps it small): the daemon
+    runs until the test says quit, however slowly the machine runs the commands between."""
+    import numpy as np
+    import soundfile
 
-    calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 120, 0.5)
+    voice, rate = soundfile.read(DICTATION, dtype="float32")
+    path = tmp_path / "dictation-then-quiet.flac"
+    quiet = np.zeros(int(quiet_s * rate), np.float32)
+    soundfile.write(path, np.concatenate([voice, quiet]), rate, subtype="PCM_16")
+    return path
+
+
+def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, swictation):
+    calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 900, 0.5)
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n\n[guard]\nmin_offload_mib = 16\n")
     events = tmp_path / "events.jsonl"
     sock = str(tmp_path / "ctl" / "swictation.sock")
-    # The dictation, then quiet that outlasts the test: the daemon is still running for the
-    # reset and the restore however slowly a busy machine gets there.
-    voice, rate = soundfile.read(DICTATION, dtype="int16")
-    recording = tmp_path / "dictation-then-quiet.flac"
-    soundfile.write(recording, np.concatenate([voice, np.zeros(900 * rate, np.int16)]), rate)
     process = subprocess.Popen(
         [
             str(BIN / "swictationd"),
-            *("--audio-file", str(recording), "--realtime"),
+            *("--audio-file", str(dictation_then_quiet(tmp_path)), "--realtime"),
             *("--probe", "trace", "--trace", str(calm), "--config", str(config)),
             *("--inject-fault", "stt:oom:3", "--events", str(events)),
             *("--socket", sock, "--spool-dir", str(tmp_path / "spool")),
@@ -71,7 +75,7 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, sw
             return request(sock, {"cmd": "status"})["models"]["stt"]["cpu_fallback"]
 
         # The guard takes the fallback in at its next step.
-        wait_until(pinned, "the status to show the CPU fallback", timeout=10)
+        wait_until(pinned, "the status to show the CPU fallback")
         unknown = swictation("reset", "nonesuch", "--socket", sock)
         assert unknown.code == 1
         assert "no model named 'nonesuch'" in unknown.err
@@ -86,7 +90,8 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, sw
             "the restore after the reset",
         )
         assert not pinned()
-        swictation("stop", "--socket", sock)
+        assert request(sock, {"cmd": "quit"}) == {"ok": True, "quitting": True}
+        assert process.wait(120) == 0
     finally:
         if process.poll() is None:
             process.terminate()
@@ -101,7 +106,9 @@ def moves(events: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path, swictationd):
+def test_replay_of_a_flight_recording_takes_the_daemons_decisions(
+    tmp_path, swictationd, swictation
+):
     # The demo: EMERGENCY, offload, calm while the user is still talking, restore.
     flight = tmp_path / "flight.jsonl"
     daemon = swictationd(
@@ -116,8 +123,7 @@ def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path, swic
     assert moves(recorded) == [("offload", "stt"), ("restore", "stt")]
     assert [e for e in recorded if e["type"] == "utterance"]
     replayed_events = tmp_path / "replayed.jsonl"
-    replay = run_command(
-        "swictation",
+    replay = swictation(
         "replay",
         str(flight),
         "--config",
