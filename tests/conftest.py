@@ -12,6 +12,10 @@ import os
 import pytest
 from hypothesis import settings
 
+# No model hub, ever: the hub library reads this once, when it is first imported (so here,
+# before any test imports NeMo), and the programs the tests start inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(
