@@ -74,12 +74,18 @@ def dictate(models, path: Path, vad: VadSettings, tmp_path: Path):
     return output.lines, pipeline.stats
 
 
+@pytest.fixture(scope="module")
+def plain(models, tmp_path_factory) -> list[str]:
+    """hesitant.wav as typed without speculation (today's behaviour)."""
+    folder = tmp_path_factory.mktemp("plain")
+    lines, _ = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(speculate_after_s=0), folder)
+    return lines
+
+
 def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_same(
-    models, tmp_path
+    models, plain, tmp_path
 ):
-    path = EXAMPLES / "hesitant.wav"
-    plain, _ = dictate(models, path, VadSettings(speculate_after_s=0), tmp_path)
-    lines, stats = dictate(models, path, VadSettings(), tmp_path)
+    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path)
     assert lines == plain
     assert len(lines) == 4  # one per sentence, none cut at its pause
     assert stats.speculations_wasted == 4  # each pause inside a sentence: thrown away
@@ -91,13 +97,13 @@ def words(lines: list[str]) -> list[str]:
 
 
 def test_typing_at_a_sentence_end_cuts_hesitant_sentences_but_loses_and_repeats_nothing(
-    models, tmp_path
+    models, plain, tmp_path
 ):
     """Why vad.sentence_end_s is off by default: tiny.en punctuates a phrase before a
     hesitation as a sentence ('The package should arrive.'), so a 0.5 s pause cuts it."""
-    path = EXAMPLES / "hesitant.wav"
-    plain, _ = dictate(models, path, VadSettings(speculate_after_s=0), tmp_path)
-    lines, stats = dictate(models, path, VadSettings(sentence_end_s=0.5), tmp_path)
+    lines, stats = dictate(
+        models, EXAMPLES / "hesitant.wav", VadSettings(sentence_end_s=0.5), tmp_path
+    )
     assert words(lines) == words(plain)
     assert len(lines) > len(plain) == 4
     assert stats.speculations_wasted < 4  # some pauses ended an utterance instead
