@@ -435,10 +435,17 @@ class Run:
             self.last_status[len(self.daemons) - 1] = seen
 
     def act(self, what: str, daemon: Daemon) -> None:
-        if what in ("off", "on"):
+        if what == "off":  # timed to the sentence: from here, at once
             reply = control(self.sock, "toggle")
-            if reply.get("listening") != (what == "on"):
-                self.notes.append(f"toggle {what}: the daemon answered {reply}")
+            if reply.get("listening") is not False:
+                self.notes.append(f"toggle off: the daemon answered {reply}")
+        elif what == "on":  # as a user's key binding does
+            done = subprocess.run(
+                [str(BIN / "swictation"), "toggle", "--socket", str(self.sock)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if done.returncode != 0 or done.stdout.strip() != "listening":
+                self.notes.append(f"swictation toggle: {done.stdout.strip()} {done.stderr.strip()}")
         elif what == "outage":
             self.outage.write_text("")
         elif what == "back":
