@@ -508,7 +508,7 @@ def error_rate(reference: list[str], hypothesis: list[str]) -> float:
 def _matches(said: Said, heard: list[str]) -> bool:
     expected = words(said.clip.text)
     if said.kind == "cut":  # its beginning, up to where it was cut
-        return bool(heard) and heard[:2] == expected[:2] and len(heard) <= len(expected)
+        return bool(heard) and heard[:2] == expected[:2] and len(heard) < len(expected)
     return error_rate(expected, heard) <= 0.35
 
 
@@ -584,6 +584,23 @@ def score(run: Run) -> dict[str, object]:
         else:
             unrecognised.append(text)
     missing = [s for s in expected if s.index not in typed_at]
+    # A line no sentence matches, typed within 30 s of a missing one's end and about as long
+    # (a fragment is not): that sentence was heard and misrecognised, not lost.
+    misheard: list[Said] = []
+    for at, text in typed:
+        if text not in unrecognised:
+            continue
+        size = len(words(text))
+        near = [
+            s
+            for s in missing
+            if 0 <= at - wall_of(s.end) <= 30
+            and size >= 0.75 * len(words(s.clip.text))
+            and s not in misheard
+        ]
+        if near:
+            misheard.append(near[-1])
+    missing = [s for s in missing if s not in misheard]
     outage = [t for t, what in day.actions if what in ("outage", "back")]
     latencies = [at - wall_of(s.end) for s in expected if (at := typed_at.get(s.index)) is not None]
     waited = [
@@ -604,6 +621,7 @@ def score(run: Run) -> dict[str, object]:
         "extra": [f"{t} (duplicate)" for t in duplicated]
         + [f"{t} (unrecognised)" for t in unrecognised],
         "unrecognised_words": sum(len(words(t)) for t in unrecognised),
+        "misheard": len(misheard),
         "typed_while_off": while_off,
         "order_violations": out_of_order,
         "latencies": latencies,
@@ -644,7 +662,8 @@ def figures(run: Run, result: dict[str, object], wall_s: float) -> list[tuple[st
         ("order violations", str(result["order_violations"])),
         ("latency p50 / p95", q(result["latencies"])),
         ("  outside the outage", q(result["latencies_typing"])),
-        ("words unrecognised", str(result["unrecognised_words"])),
+        ("misrecognised", f"{result['misheard']} sentences (typed, matching no sentence: "
+                          f"{result['unrecognised_words']} words)"),
         ("CPU time (daemons)", f"{cpu:.0f} s ({cpu / wall_s * 100:.1f} % of one core)"),
         ("peak RSS", f"{peak:.0f} MiB"),
         ("spool written", f"{spool_bytes / 2**20 / (speech_s / 60):.2f} MiB per minute of speech"),

@@ -54,3 +54,12 @@ def test_a_duplicate_a_swap_a_missing_sentence_and_speech_while_off_are_each_cou
     assert result["typed_while_off"] == 1
     assert result["order_violations"] == 1
     assert result["missing"] == ["Open the window. (day 25 s)"]
+
+
+def test_a_misheard_sentence_is_not_a_lost_one_but_a_fragment_is(tmp_path):
+    said = [Said(0, C, 0.0), Said(1, C, 10.0)]
+    typed = [(1002.0, "Pleased and the rapport to a tea before lunch."),  # all of it, misheard
+             (1013.0, "lunch.")]  # fmt: skip
+    result = scored(tmp_path, said, typed)
+    assert result["misheard"] == 1
+    assert result["missing"] == ["Please send the report to the team before lunch. (day 10 s)"]
