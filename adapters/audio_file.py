@@ -44,15 +44,31 @@ def load_mono_16k(path: str | Path) -> Any:
 
 
 class FileAudioSource(AudioSource):
-    """Yields 32 ms blocks of a file; `realtime` paces them as a microphone would."""
+    """Yields 32 ms blocks of a file; `realtime` paces them as a microphone would.
 
-    def __init__(self, path: str | Path, realtime: bool = False, block: int = BLOCK) -> None:
+    `start_sample` resumes a file that an earlier process of the daemon heard up to there (a
+    re-execution): reading begins at that sample, and the blocks' times count from it, as a
+    microphone's stream begins at 0 in each process."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        realtime: bool = False,
+        block: int = BLOCK,
+        start_sample: int = 0,
+    ) -> None:
         self._path = Path(path)
         self._samples = load_mono_16k(path)
         self._realtime = realtime
         self._block = block
         self._closed = threading.Event()
-        self._next = 0  # a restarted capture goes on from here, never from the start
+        self._origin = max(0, min(int(start_sample), len(self._samples)))
+        self._next = self._origin  # a restarted capture goes on from here, never from the start
+
+    @property
+    def position(self) -> int:
+        """The next sample of the file to be read."""
+        return min(self._next, len(self._samples))
 
     @property
     def duration_s(self) -> float:
@@ -62,7 +78,8 @@ class FileAudioSource(AudioSource):
         import numpy as np
 
         samples = self._samples
-        began = time.monotonic() - self._next / RATE
+        origin = self._origin
+        began = time.monotonic() - (self._next - origin) / RATE
         for start in range(self._next, len(samples), self._block):
             if self._closed.is_set():
                 return
@@ -71,16 +88,17 @@ class FileAudioSource(AudioSource):
             if len(chunk) < self._block:
                 chunk = np.concatenate([chunk, np.zeros(self._block - len(chunk), np.float32)])
             if self._realtime:
-                due = began + (start + self._block) / RATE
+                due = began + (start - origin + self._block) / RATE
                 if self._closed.wait(max(0.0, due - time.monotonic())):
                     return
-            yield AudioBlock(start / RATE, chunk, RATE)
+            yield AudioBlock((start - origin) / RATE, chunk, RATE)
 
     def close(self) -> None:
         self._closed.set()
 
     def describe(self) -> str:
-        return f"{self._path} ({self.duration_s:.1f} s)"
+        resumed = f", from {self._origin / RATE:.2f} s" if self._origin else ""
+        return f"{self._path} ({self.duration_s:.1f} s{resumed})"
 
 
 def save_wav(path: str | Path, samples: Any, rate: int = RATE) -> None:

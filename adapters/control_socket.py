@@ -146,6 +146,37 @@ class SocketLock:
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None
 
+    def hand_over(self) -> int | None:
+        """For a re-execution of this process: the lock's descriptor, now inherited across
+        exec (the flock belongs to the open file, so the lock is never free in between);
+        `release` no longer closes it."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.set_inheritable(fd, True)
+        return fd
+
+    @classmethod
+    def adopt(cls, socket_path: str | Path, fd: int) -> SocketLock:
+        """The lock handed over by the process this one replaced (same pid, same open file),
+        checked to be the lock file of `socket_path` and held; ControlError otherwise."""
+        path = Path(socket_path)
+        where = lock_path(path)
+        try:
+            held, named = os.fstat(fd), os.stat(where)
+        except OSError as error:
+            raise ControlError(f"{where}: the inherited lock is gone: {error.strerror}") from None
+        if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+            raise ControlError(f"{where}: descriptor {fd} is not this lock file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already: a no-op
+        except BlockingIOError:
+            raise ControlError(f"{where}: descriptor {fd} does not hold the lock") from None
+        os.set_inheritable(fd, False)
+        check_private_dir(path.parent)
+        lock = cls(path, fd)
+        lock._reclaim_stale_socket()
+        return lock
+
 
 def _read_pid(fd: int) -> int | None:
     try:

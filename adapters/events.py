@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from swictation.adapters.whole_write import append_whole
 from swictation.domain.model import Event
 from swictation.ports import EventSink
 
@@ -43,6 +44,16 @@ class JsonlEventSink(EventSink):
         self.failing = False
         self.last_error: str | None = None
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def open(self) -> None:
+        """Opens the file now, raising OSError, for a caller whose output it is (replay)."""
+        with self._lock:
+            if self._file is None:
+                self._open()
+
     def emit(self, event: Event) -> None:
         line = (json.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
         with self._lock:
@@ -57,23 +68,24 @@ class JsonlEventSink(EventSink):
 
     def _write(self, line: bytes) -> None:
         if self._file is None:
-            first = self._opened is False
-            self._file = self._path.open("ab" if self._append or not first else "wb", buffering=0)
-            self._size = self._file.seek(0, os.SEEK_END)
-            self._opened = True
-            if first and self._append:
-                marker = {"t": 0.0, "type": "start", "pid": os.getpid(), "wall": time.time()}
-                self._write_line((json.dumps(marker, separators=(",", ":")) + "\n").encode())
+            self._open()
         self._write_line(line)
+
+    def _open(self) -> None:
+        first = self._opened is False
+        self._file = self._path.open("ab" if self._append or not first else "wb", buffering=0)
+        self._size = self._file.seek(0, os.SEEK_END)
+        self._opened = True
+        if first and self._append:
+            marker = {"t": 0.0, "type": "start", "pid": os.getpid(), "wall": time.time()}
+            self._write_line((json.dumps(marker, separators=(",", ":")) + "\n").encode())
 
     def _write_line(self, line: bytes) -> None:
         assert self._file is not None
         if self._size and self._size + len(line) > self._max:
             self._rotate()
         assert self._file is not None
-        written = self._file.write(line)
-        if written != len(line):
-            raise OSError(28, "No space left on device (short write)")
+        append_whole(self._file.fileno(), line)
         self._size += len(line)
 
     def _rotate(self) -> None:

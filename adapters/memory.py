@@ -125,6 +125,7 @@ class InMemoryModelHost(ModelHost):
         self._models: dict[str, _Hosted] = {m.name: _Hosted(m) for m in models}
         self._fail_moves: set[str] = set()
         self.cleanups: list[bool] = []
+        self.cache_mib = 0.0  # what a cleanup would give back (tests fill it)
 
     def register(self, model: ModelState) -> None:
         self._models[model.name] = _Hosted(model)
@@ -185,7 +186,8 @@ class InMemoryModelHost(ModelHost):
 
     def cleanup(self, aggressive: bool = False) -> CleanupResult:
         self.cleanups.append(aggressive)
-        return CleanupResult(0.0, "in-memory host holds no cache")
+        freed, self.cache_mib = self.cache_mib, 0.0
+        return CleanupResult(freed, f"released {freed:.1f} MiB of in-memory cache")
 
     def fail_moves(self, name: str, failing: bool = True) -> None:
         (self._fail_moves.add if failing else self._fail_moves.discard)(name)
@@ -211,11 +213,15 @@ class InMemoryModelHost(ModelHost):
 
 class ResidentModelsProbe(GpuProbe):
     """A probe that adds the host's GPU-resident models to another probe's reading: how a
-    trace (recorded without our models) is replayed with them on the card."""
+    trace (recorded without our models) is replayed with them on the card.
 
-    def __init__(self, inner: GpuProbe, host: InMemoryModelHost) -> None:
+    The trace's usage is taken to hold this daemon's CUDA context; `released_mib` is what
+    leaves it when the daemon has given the GPU up (the context, in CPU mode)."""
+
+    def __init__(self, inner: GpuProbe, host: InMemoryModelHost, released_mib: float = 0.0) -> None:
         self._inner = inner
         self._host = host
+        self._released_mib = released_mib
 
     def sample(self) -> MemorySample | ProbeUnavailable:
         reading = self._inner.sample()
@@ -224,14 +230,23 @@ class ResidentModelsProbe(GpuProbe):
         own = self._host.gpu_resident_mib()
         return MemorySample(
             reading.t,
-            reading.used_mib + own,
+            max(0.0, reading.used_mib - self._released_mib) + own,
             reading.total_mib,
             (reading.own_mib or 0.0) + own,
             reading.processes,
         )
 
+    @property
+    def origin(self) -> float | None:
+        """The replayed trace's start on the clock, where the inner probe has one."""
+        origin = getattr(self._inner, "origin", None)
+        return float(origin) if origin is not None else None
+
     def describe(self) -> str:
-        return f"{self._inner.describe()} + simulated model residency"
+        released = ""
+        if self._released_mib:
+            released = f", less the {self._released_mib:g} MiB context given up"
+        return f"{self._inner.describe()} + simulated model residency{released}"
 
     def close(self) -> None:
         self._inner.close()

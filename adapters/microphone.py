@@ -1,5 +1,8 @@
 """The microphone through sounddevice (PortAudio): 16 kHz mono float32 in 32 ms blocks.
 
+PortAudio hands over 128 ms at a time (four blocks): a quarter of the wake-ups of its thread
+and of the reader while listening to silence, for at most 128 ms more before a block is read.
+
 Capture outlives the device: a stream that ends on its own (a headset unplugged, the sound
 server restarted) is logged, reopened with back-off until the device is back, and goes on;
 blocks captured before the loss are delivered first. Between PortAudio's thread and the
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
+import numpy as np
 
 from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import AudioBlock, AudioSource, CaptureHealth
@@ -25,6 +29,7 @@ log = logging.getLogger("swictation.audio")
 
 RATE = SAMPLE_RATE
 BLOCK = 512
+HANDOVER = 4  # blocks PortAudio hands over per callback
 RING_S = 60.0  # how far the reader may fall behind before blocks are dropped
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 5.0
@@ -89,6 +94,7 @@ class CaptureStats:
     overflows: int = 0  # PortAudio's input overflows: audio lost before it reached us
     dropped: int = 0  # blocks dropped because the ring was full (the reader fell behind)
     losses: int = 0  # times the device went away
+    handovers: int = 0  # PortAudio callbacks (each HANDOVER blocks)
     without_device_s: float = 0.0
 
     @property
@@ -104,6 +110,7 @@ class MicrophoneSource(AudioSource):
         self,
         device: str | int | None = None,
         block: int = BLOCK,
+        handover: int = HANDOVER,
         ring_s: float = RING_S,
         retry_max_s: float = RETRY_MAX_S,
         stall_s: float = STALL_S,
@@ -117,7 +124,11 @@ class MicrophoneSource(AudioSource):
             refresh_devices(self._sd)
             self._device = pick_device(self._sd, device)
         self._block = block
-        self._ring: queue.Queue[Any] = queue.Queue(maxsize=max(1, round(ring_s * RATE / block)))
+        self._handover = block * max(1, handover)  # frames per PortAudio callback
+        self._ring: queue.Queue[Any] = queue.Queue(
+            maxsize=max(1, round(ring_s * RATE / self._handover))
+        )
+        self._pending: Any = None  # samples short of a whole block, kept for the next
         self._retry_max_s = retry_max_s
         self._stall_s = stall_s
         self._closed = threading.Event()
@@ -142,6 +153,7 @@ class MicrophoneSource(AudioSource):
     # -- PortAudio's thread ---------------------------------------------------------------
 
     def _callback(self, data: Any, frames: int, when: Any, status: Any) -> None:
+        self.stats.handovers += 1
         if status.input_overflow:
             self.stats.overflows += 1
         try:
@@ -156,7 +168,7 @@ class MicrophoneSource(AudioSource):
             samplerate=RATE,
             channels=1,
             dtype="float32",
-            blocksize=self._block,
+            blocksize=self._handover,
             device=self._device,
             callback=self._callback,
         )
@@ -217,17 +229,26 @@ class MicrophoneSource(AudioSource):
             "microphone overflow: %d block(s) (%.2f s of audio) lost so far: %d by PortAudio, "
             "%d because the reader fell %.0f s behind",
             lost,
-            lost * self._block / RATE,
+            lost * self._handover / RATE,
             self.stats.overflows,
             self.stats.dropped,
-            self._ring.maxsize * self._block / RATE,
+            self._ring.maxsize * self._handover / RATE,
         )
 
-    def _deliver(self, chunk: Any) -> AudioBlock:
-        block = AudioBlock(self._position / RATE, chunk, RATE)
-        self._position += len(chunk)
-        self.stats.captured_s = self._position / RATE
-        return block
+    def _deliver(self, chunk: Any) -> Iterator[AudioBlock]:
+        """A handover cut into whole blocks, in order; a remainder waits for the next."""
+        if self._pending is not None:
+            chunk = np.concatenate([self._pending, chunk])
+            self._pending = None
+        whole = len(chunk) - len(chunk) % self._block
+        if whole < len(chunk):
+            self._pending = chunk[whole:]
+        for start in range(0, whole, self._block):
+            samples = chunk[start : start + self._block]
+            block = AudioBlock(self._position / RATE, samples, RATE)
+            self._position += len(samples)
+            self.stats.captured_s = self._position / RATE
+            yield block
 
     def blocks(self) -> Iterator[AudioBlock]:
         try:
@@ -253,7 +274,7 @@ class MicrophoneSource(AudioSource):
                         log.info("listening on %s (16 kHz mono)", self.device_name)
                     last_block = time.monotonic()
                     self._report_lost_blocks()
-                    yield self._deliver(chunk)
+                    yield from self._deliver(chunk)
                 self._shut(stream)
                 stream = None
                 if why is None:
@@ -266,7 +287,7 @@ class MicrophoneSource(AudioSource):
                 )
                 # What PortAudio handed over before the loss is delivered, never dropped.
                 while not self._ring.empty():
-                    yield self._deliver(self._ring.get_nowait())
+                    yield from self._deliver(self._ring.get_nowait())
                 stream = self._reopen()
                 first = True
         finally:

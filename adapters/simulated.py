@@ -16,12 +16,22 @@ from swictation.ports import CleanupResult, Clock, ModelHost, MoveResult
 
 
 class SimulatedGpuHost(ModelHost):
-    def __init__(self, real: RealModelHost, clock: Clock, tuning: Tuning | None = None) -> None:
+    def __init__(
+        self,
+        real: RealModelHost,
+        clock: Clock,
+        tuning: Tuning | None = None,
+        on_gpu: bool = True,
+    ) -> None:
+        """`on_gpu` False: the daemon gave up the GPU; the models are (simulated) on the CPU,
+        where the guard does not move them."""
         self._real = real
+        where = Placement.GPU if on_gpu else Placement.CPU
         self.simulated = InMemoryModelHost(
             clock,
-            (ModelState(m.name, m.size_mib, Placement.GPU, m.offloadable) for m in real.models()),
+            (ModelState(m.name, m.size_mib, where, m.offloadable) for m in real.models()),
             tuning,
+            cuda_available=on_gpu,
         )
 
     def models(self) -> tuple[ModelState, ...]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from swictation.adapters.audio_file import AudioFileError, load_mono_16k, save_wav
+from swictation.adapters.whole_write import append_whole
 from swictation.domain.segmenter import SAMPLE_RATE
 from swictation.ports import spool as port
 
@@ -71,7 +72,7 @@ class OpenUtterance(port.OpenUtterance):
         if self._fd is None:
             return
         data = _pcm16(samples)
-        os.write(self._fd, data)
+        append_whole(self._fd, data, self.bytes)
         self.bytes += len(data)
         now = time.monotonic()
         if now - self._synced >= SYNC_EVERY_S:

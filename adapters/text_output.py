@@ -13,6 +13,7 @@ import unicodedata
 from pathlib import Path
 from typing import TextIO
 
+from swictation.adapters.whole_write import append_whole
 from swictation.ports import TextOutput
 
 log = logging.getLogger("swictation.output")
@@ -88,9 +89,7 @@ class FileOutput(TextOutput):
         with self._lock:
             # One write of the whole line, unbuffered: a full disk fails the call (and the
             # text waits to be retried), never half a line kept in a buffer for later.
-            written = os.write(self._file.fileno(), line.encode("utf-8"))
-            if written != len(line.encode("utf-8")):
-                raise OSError(28, "No space left on device (short write)")
+            append_whole(self._file.fileno(), line.encode("utf-8"))
 
     def close(self) -> None:
         self._file.close()

@@ -673,7 +673,8 @@ def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:
 class TraceProbe(GpuProbe):
     """Replays a trace against a live clock: the reading at `now - start` is the latest row at
     or before it (the last row holds once the trace ends). A recording's own share is taken
-    out, so the models of this run are added by whoever simulates them."""
+    out, so the models of this run are added by whoever simulates them. `start` (default:
+    now) is when the trace began on the clock: a re-executed daemon goes on where it was."""
 
     def __init__(self, trace: Trace, clock: Any, start: float | None = None) -> None:
         self._trace = trace
@@ -690,6 +691,11 @@ class TraceProbe(GpuProbe):
         now = self._clock.now()
         index = max(0, bisect.bisect_right(self._trace.times, now - self._start) - 1)
         return MemorySample(now, self._used[index], self._trace.total_mib[index])
+
+    @property
+    def origin(self) -> float:
+        """When the trace began, on the clock."""
+        return float(self._start)
 
     def describe(self) -> str:
         return f"trace {self._trace.path} (GPU {self._trace.gpu})"

@@ -66,6 +66,11 @@ class OutputKind(enum.StrEnum):
     XDOTOOL = "xdotool"
 
 
+class OnShutdown(enum.StrEnum):
+    CPU = "cpu"  # give up the GPU (a re-execution without CUDA) and go on dictating
+    EXIT = "exit"  # the original behaviour: an orderly stop with exit status 3
+
+
 class PolicyName(enum.StrEnum):
     DEFAULT = "default"
     LEGACY = "legacy"
@@ -164,9 +169,16 @@ class ThresholdsSection:
 
 @attrs.frozen
 class GuardSection:
-    """The policy, and the domain's `Tuning` fields."""
+    """The policy, what SHUTDOWN does, and the domain's `Tuning` fields."""
 
     policy: PolicyName = PolicyName.DEFAULT
+    on_shutdown: OnShutdown = OnShutdown.CPU
+    # On the CPU after a SHUTDOWN: the card must have room for our models this long before
+    # the daemon takes the GPU back.
+    gpu_return_s: float = field(default=120.0, validator=_between(1.0, 86400.0))
+    # What a CUDA context holds on the card: counted in the room a return needs; under
+    # --probe trace it leaves the simulated card in CPU mode.
+    cuda_context_mib: float = field(default=300.0, validator=_between(0.0, 65536.0))
     tuning: Tuning = field(factory=Tuning, metadata={_FLAT: lambda _own: Tuning()})
 
 
@@ -252,6 +264,10 @@ def _expected(attribute: attrs.Attribute[Any]) -> str:
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         bounds["in"] = tuple(str(m.value) for m in kind)
     words = {bool: "true or false", str: "a non-empty string"}
+    if typing.get_origin(kind) is tuple:
+        return 'a list of non-empty strings, e.g. ["a", "b"]'
+    if typing.get_origin(kind) in (Mapping, dict):
+        return "a table of name = number, e.g. { stt = 800 }"
     if "in" in bounds:
         return "one of " + ", ".join(bounds["in"])
     if kind in words:
@@ -325,6 +341,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, truth)
     conv.register_structure_hook(enum.StrEnum, lambda value, kind: kind(value))
 
+    _register_containers(conv)
+
     def has_flat(cls: Any) -> bool:
         return attrs.has(cls) and any(_FLAT in a.metadata for a in attrs.fields(cls))
 
@@ -357,6 +375,33 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
+def _register_containers(conv: cattrs.Converter) -> None:
+    """Lists and tables only as lists and tables: cattrs alone would split a string into
+    characters or call .items() on a list."""
+
+    def is_list(kind: Any) -> bool:
+        args = typing.get_args(kind)
+        return typing.get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+    def listed(value: Any, kind: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise TypeError("not a list")
+        item = typing.get_args(kind)[0]
+        return tuple(conv.structure(v, item) for v in value)
+
+    def is_table(kind: Any) -> bool:
+        return typing.get_origin(kind) in (Mapping, dict)
+
+    def tabled(value: Any, kind: Any) -> dict[Any, Any]:
+        if not isinstance(value, Mapping):
+            raise TypeError("not a table")
+        key, item = typing.get_args(kind)
+        return {conv.structure(k, key): conv.structure(v, item) for k, v in value.items()}
+
+    conv.register_structure_hook_func(is_list, listed)
+    conv.register_structure_hook_func(is_table, tabled)
+
+
 converter = _make_converter()
 
 
@@ -380,7 +425,7 @@ def _check_key(
     bad = f"{where}: {section}.{key} = {value!r} is not allowed"
     try:
         converted = converter.structure(value, _kind(attribute))
-    except (ValueError, TypeError, cattrs.BaseValidationError):
+    except Exception:  # a user's value: whatever the converter makes of it is a usage error
         raise ConfigError(f"{bad}: expected {_expected(attribute)}") from None
     try:
         if attribute.validator is not None:
@@ -428,7 +473,7 @@ def check_tenants(where: str, tables: Any) -> list[dict[str, Any]]:
             )
         try:
             converter.structure(table, TenantSection)
-        except (ValueError, TypeError, cattrs.BaseValidationError) as error:
+        except Exception as error:  # the user's tables: any failure is a usage error
             raise ConfigError(f"{here}: tenants.{_first_message(error)}") from None
         out.append(dict(table))
     return out
@@ -441,7 +486,7 @@ def build_settings(layers: Mapping[str, Mapping[str, Any]], where: str) -> Setti
         return converter.structure(layers, Settings)
     except cattrs.BaseValidationError as error:
         raise ConfigError(f"{where}: {_first_message(error)}") from None
-    except (ValueError, TypeError) as error:
+    except Exception as error:  # the user's layers: any failure is a usage error
         raise ConfigError(f"{where}: {error}") from None
 
 
@@ -487,12 +532,17 @@ def _from_text(raw: str, attribute: attrs.Attribute[Any]) -> Any:
             return float(raw)
         except ValueError:
             return raw
+    if typing.get_origin(kind) in (tuple, Mapping, dict):
+        # Written as in TOML: SWICTATION_GUARD_WORKING_MIB='{ stt = 800 }'.
+        try:
+            return tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            return raw
     if kind is bool:
         lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
+        truth = {"1": True, "true": True, "yes": True, "on": True}
+        truth |= {"0": False, "false": False, "no": False, "off": False}
+        return truth.get(lowered, raw)
     return raw
 
 

@@ -20,7 +20,12 @@ from dependency_injector import containers, providers
 
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.clock import SystemClock
-from swictation.adapters.control_socket import ControlServer, SocketLock, default_socket_path
+from swictation.adapters.control_socket import (
+    ControlError,
+    ControlServer,
+    SocketLock,
+    default_socket_path,
+)
 from swictation.adapters.dbus import DbusPressurePublisher, DbusUnavailableError, TeeEventSink
 from swictation.adapters.events import JsonlEventSink, NullEventSink
 from swictation.adapters.faults import FaultyRecognizer, FaultyVoiceDetector
@@ -60,6 +65,7 @@ from swictation.application.entrypoints.presenters import status_line
 from swictation.application.services.cooperation import TenantBroker, TenantSpec
 from swictation.application.services.daemon import Daemon
 from swictation.application.services.guard import GuardService
+from swictation.application.services.handover import GapStop, Handover
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.simulation import (
@@ -69,6 +75,8 @@ from swictation.application.services.simulation import (
     run_simulation,
 )
 from swictation.application.services.stop import StopSignal
+from swictation.application.services.workers import Workers
+from swictation.domain.gpu_mode import GpuMode, GpuModeMachine, Tenure
 from swictation.domain.legacy import LegacyPolicy
 from swictation.domain.model import Event, ModelState, Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy, Policy
@@ -195,12 +203,30 @@ def _model_states(models: Sequence[dict[str, Any]]) -> tuple[ModelState, ...]:
     )
 
 
-def _trace_probe(path: str | None, clock: Any, host: Any) -> Any:
+def _trace_file(probe: str, path: str | None) -> Any:
+    """The `--trace` of `--probe trace`, read (and so checked) on its own, before any model
+    loads; None for another probe."""
+    if probe != "trace":
+        return None
     if not path:
         raise ValueError("--probe trace needs --trace FILE")
-    inner = TraceProbe(read_trace(path), clock)
+    return read_trace(path)
+
+
+def _trace_probe(
+    trace: Any,
+    clock: Any,
+    host: Any,
+    origin: float | None = None,
+    context_mib: float = 0.0,
+    on_gpu: bool = True,
+) -> Any:
+    """The trace as the card (from `origin`: a re-executed daemon's trace goes on where it
+    was), with the simulated models; the trace holds our CUDA context, which leaves the card
+    once the daemon has given the GPU up."""
+    inner = TraceProbe(trace, clock, origin)
     if isinstance(host, SimulatedGpuHost):
-        return ResidentModelsProbe(inner, host.simulated)
+        return ResidentModelsProbe(inner, host.simulated, 0.0 if on_gpu else context_mib)
     return inner
 
 
@@ -252,8 +278,18 @@ def _file_output(path: str | None) -> FileOutput:
     return FileOutput(path)
 
 
-def _socket_lock(socket: str | None) -> Iterator[SocketLock]:
-    lock = SocketLock.take(socket or str(default_socket_path()))
+def _socket_lock(socket: str | None, inherited_fd: int | None = None) -> Iterator[SocketLock]:
+    """The one-daemon-per-socket lock: taken, or inherited from the process this one
+    replaced (so the lock is never free while the daemon re-executes itself)."""
+    path = socket or str(default_socket_path())
+    lock = None
+    if inherited_fd is not None:
+        try:
+            lock = SocketLock.adopt(path, inherited_fd)
+        except ControlError as error:
+            log.warning("control: %s; taking the lock anew", error)
+    if lock is None:
+        lock = SocketLock.take(path)
     try:
         yield lock
     finally:
@@ -303,7 +339,12 @@ def _named(kinds: Sequence[str]) -> list[str]:
 
 
 def _tenant_broker(
-    tables: Sequence[dict[str, Any]], events: EventSink, clock: Any, probe: Any, tuning: Tuning
+    tables: Sequence[dict[str, Any]],
+    events: EventSink,
+    clock: Any,
+    probe: Any,
+    tuning: Tuning,
+    workers: Workers,
 ) -> Iterator[TenantBroker | None]:
     """The co-tenants of [[tenants]] (None without any); closed before the flight recorder,
     so that asks in flight are recorded."""
@@ -316,7 +357,9 @@ def _tenant_broker(
         tenant = http_tenant(str(section.kind), section.url, section.models)
         specs.append(TenantSpec(name, tenant, section.priority, section.idle_only))
         log.info("co-tenant %s at %s", name, tenant.url)
-    broker = TenantBroker(specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s)
+    broker = TenantBroker(
+        specs, events, clock, card=probe.sample, wait_s=tuning.tenant_wait_s, workers=workers
+    )
     try:
         yield broker
     finally:
@@ -346,6 +389,8 @@ class DaemonParts:
     stop: StopSignal
     watchdog_s: float | None = None
     present: Callable[[str, Mapping[str, Any]], str] = status_line
+    gap: GapStop | None = None  # the capture that ends at a gap in speech, to re-execute
+    start_time: float = 0.0  # the flight recorder's t = 0
 
     def notify(self, state: str) -> None:
         notify(state)
@@ -402,7 +447,9 @@ class Container(containers.DeclarativeContainer):
         config.run.host,
         real=announced,
         # Without a GPU, `--probe trace` rehearses residency as replay does.
-        simulated=providers.Singleton(SimulatedGpuHost, announced, clock, tuning),
+        simulated=providers.Singleton(
+            SimulatedGpuHost, announced, clock, tuning, config.run.on_gpu
+        ),
         memory=providers.Singleton(
             InMemoryModelHost,
             clock,
@@ -414,22 +461,35 @@ class Container(containers.DeclarativeContainer):
     # -- the guard ---------------------------------------------------------------------------
     nvml = providers.Resource(_nvml, clock, config.daemon.gpu)
     trace_row = providers.Singleton(TraceRowProbe, clock)
+    trace_file = providers.Singleton(_trace_file, config.daemon.probe, config.daemon.trace)
     probe = providers.Selector(
         config.daemon.probe,
         none=providers.Singleton(NoProbe, clock),
         nvml=nvml,
         torch=providers.Singleton(TorchCudaProbe, clock, config.daemon.gpu.as_int()),
         host=providers.Singleton(HostMemoryProbe, clock),
-        trace=providers.Singleton(_trace_probe, config.daemon.trace, clock, host),
+        trace=providers.Singleton(
+            _trace_probe,
+            trace_file,
+            clock,
+            host,
+            config.run.trace_origin,
+            config.guard.cuda_context_mib,
+            config.run.on_gpu,
+        ),
         replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
     )
     policy = providers.Selector(
         config.guard.policy,
-        default=providers.Singleton(GuardPolicy, thresholds, tuning),
+        default=providers.Singleton(GuardPolicy, thresholds, tuning, config.run.on_gpu),
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
-    tenant_broker = providers.Resource(_tenant_broker, config.tenants, events, clock, probe, tuning)
+    # The daemon's supervised threads (the pipeline's, the co-tenant refresher), one health.
+    workers = providers.Singleton(Workers)
+    tenant_broker = providers.Resource(
+        _tenant_broker, config.tenants, events, clock, probe, tuning, workers
+    )
     tenants = providers.Selector(
         config.run.mode,
         daemon=tenant_broker,
@@ -441,10 +501,15 @@ class Container(containers.DeclarativeContainer):
     source = providers.Selector(
         config.run.source,
         file=providers.Singleton(
-            FileAudioSource, config.run.audio_file, realtime=config.run.realtime
+            FileAudioSource,
+            config.run.audio_file,
+            realtime=config.run.realtime,
+            start_sample=config.run.audio_offset,
         ),
         microphone=providers.Singleton(MicrophoneSource, config.audio.device),
     )
+    # Capture that can end at the next gap in speech, for a re-execution.
+    gap = providers.Singleton(GapStop, source)
     vad = providers.Selector(config.run.vad, silero=providers.Singleton(_silero_detector, host))
     recognizer = providers.Selector(
         config.stt.engine,
@@ -464,7 +529,7 @@ class Container(containers.DeclarativeContainer):
     spool = providers.Singleton(Spool, config.daemon.spool_dir)
     pipeline = providers.Singleton(
         DictationPipeline,
-        source=source,
+        source=gap,
         vad=checked_vad,
         stt=stt,
         output=output,
@@ -475,6 +540,7 @@ class Container(containers.DeclarativeContainer):
         realtime=config.run.realtime,
         start_time=start_time,
         keep_undelivered=providers.Object(append_undelivered),
+        workers=workers,
     )
     busy = providers.Selector(
         config.run.mode,
@@ -483,6 +549,14 @@ class Container(containers.DeclarativeContainer):
         replay=providers.Object(None),
     )
 
+    # Whether this process holds the GPU: a SHUTDOWN gives it up, room takes it back (each a
+    # re-execution); with guard.on_shutdown = "exit", and in replay, SHUTDOWN stops instead.
+    tenure = providers.Object(Tenure())
+    gpu_mode = providers.Selector(
+        config.run.on_shutdown,
+        cpu=providers.Singleton(GpuModeMachine, config.guard.gpu_return_s, tenure),
+        exit=providers.Object(None),
+    )
     guard = providers.Singleton(
         GuardService,
         probe=probe,
@@ -496,6 +570,8 @@ class Container(containers.DeclarativeContainer):
         record_samples=config.run.record_samples,
         start_time=start_time,
         tenants=tenants,
+        gpu_mode=gpu_mode,
+        context_mib=config.guard.cuda_context_mib,
     )
 
     daemon = providers.Singleton(
@@ -508,10 +584,13 @@ class Container(containers.DeclarativeContainer):
             events,
             stop,
             providers.Callable(watchdog_interval_s),
+            status_line,
+            gap,
+            start_time,
         ),
     )
     # One daemon per socket: the lock is taken before any model loads and held to the end.
-    socket_lock = providers.Resource(_socket_lock, config.control.socket)
+    socket_lock = providers.Resource(_socket_lock, config.control.socket, config.run.lock_fd)
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
@@ -561,15 +640,25 @@ def _run(mode: str, **overrides: Any) -> dict[str, Any]:
         "record_samples": True,
         "out": None,
         "csv": None,
+        "on_shutdown": "exit",  # replay and record: SHUTDOWN is the end of the run
+        "on_gpu": True,
+        "trace_origin": None,
+        "audio_offset": 0,
+        "lock_fd": None,
         **overrides,
     }
 
 
-def daemon_container(settings: DaemonSettings) -> Container:
-    """The daemon's container: nothing is built or started until asked for."""
+def daemon_container(settings: DaemonSettings, handover: Handover | None = None) -> Container:
+    """The daemon's container: nothing is built or started until asked for. `handover`: what
+    the process this one replaced handed it (GPU mode, trace clock, file position, lock)."""
+    handover = handover or Handover()
     daemon = settings.config.daemon
     plain = converter.unstructure(settings.config)
     socket = settings.config.control.socket
+    on_gpu = handover.tenure.mode is GpuMode.ON_GPU
+    if not on_gpu:
+        plain["stt"]["device"] = "cpu"  # no CUDA in this process: no context on the card
     plain["run"] = _run(
         "daemon",
         events="jsonl" if daemon.events else "none",
@@ -580,9 +669,19 @@ def daemon_container(settings: DaemonSettings) -> Container:
         faults=[converter.unstructure(f) for f in settings.faults],
         # A file run is not a session to control unless a socket is asked for.
         control="off" if settings.audio_file and not socket else "on",
+        on_shutdown=settings.config.guard.on_shutdown.value,
+        on_gpu=on_gpu,
+        trace_origin=handover.trace_origin,
+        audio_offset=handover.audio_offset,
+        lock_fd=handover.lock_fd,
     )
     container = Container(settings=settings)
     container.config.from_dict(plain)
+    container.tenure.override(providers.Object(handover.tenure))
+    if not on_gpu and daemon.probe == ProbeKind.TORCH:
+        # torch reads the card through a CUDA context: the very thing given up.
+        reason = "the torch probe needs a CUDA context; off the GPU, use --probe nvml"
+        container.probe.override(providers.Singleton(NoProbe, container.clock, reason))
     return container
 
 

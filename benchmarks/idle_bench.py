@@ -46,9 +46,13 @@ def rss_mib(pid: int) -> float:
 
 
 class Started:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [*_daemon(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*_daemon(), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         self.err: list[str] = []
         self.out: list[str] = []
@@ -72,12 +76,23 @@ class Started:
         self.process.wait(60)
 
 
-def idle(seconds: float = 20.0, dbfs: float = -70.0) -> dict[str, float]:
+# Thresholds under this machine's RAM use (the host probe's "card"), so that the guard holds
+# WARNING or CRITICAL for the whole run, as a daemon beside someone else's big job would.
+HELD = {
+    "WARNING": {"SWICTATION_THRESHOLDS_WARNING": "0.02"},
+    "CRITICAL": {"SWICTATION_THRESHOLDS_WARNING": "0.01", "SWICTATION_THRESHOLDS_CRITICAL": "0.02"},
+}
+
+
+def idle(seconds: float = 20.0, dbfs: float = -70.0, held: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        room = quiet_room(Path(tmp) / "room.wav", seconds + 15, dbfs)
+        # Longer than any start-up on a busy machine: the file must outlast the window.
+        room = quiet_room(Path(tmp) / "room.wav", seconds + 90, dbfs)
+        events = Path(tmp) / "events.jsonl"
         run = Started(
             "--audio-file", str(room), "--realtime", "--probe", "host",
-            "--spool-dir", str(Path(tmp) / "spool"),
+            "--spool-dir", str(Path(tmp) / "spool"), "--events", str(events),
+            env=HELD[held] if held else None,
         )  # fmt: skip
         try:
             run.wait_for("listening:")
@@ -87,9 +102,42 @@ def idle(seconds: float = 20.0, dbfs: float = -70.0) -> dict[str, float]:
             time.sleep(seconds)
             cpu1, wall1 = cpu_seconds(pid), time.monotonic()
             rss = rss_mib(pid)
+            level, cleanups = _pressure(events)
         finally:
             run.stop()
-    return {"cpu": (cpu1 - cpu0) / (wall1 - wall0), "rss_mib": rss, "seconds": wall1 - wall0}
+    return {
+        "cpu": (cpu1 - cpu0) / (wall1 - wall0),
+        "rss_mib": rss,
+        "seconds": wall1 - wall0,
+        "level": level,
+        "cleanups": cleanups,
+        "load": os.getloadavg()[0],
+    }
+
+
+def _pressure(events: Path) -> tuple[str, int]:
+    """The level the guard holds and how many cleanups it has run so far."""
+    import json
+
+    level, cleanups = "NORMAL", 0
+    for line in events.read_text().splitlines():
+        record = json.loads(line)
+        if record["type"] == "level":
+            level = record["level"]
+        elif record.get("action") in ("collect_garbage", "aggressive_cleanup"):
+            cleanups += 1
+    return level, cleanups
+
+
+def held_row(level: str, seconds: float = 60.0) -> tuple[str, str]:
+    got = idle(seconds, held=level)
+    if got["level"] != level:
+        raise RuntimeError(f"the guard held {got['level']}, not {level}")
+    return (
+        f"held at {level} (thresholds under the host's RAM use), quiet room",
+        f"{got['cpu']:.2%}, {got['cleanups']} cleanups in {got['seconds'] + 2:.0f} s "
+        f"after listening (load {got['load']:.1f})",
+    )
 
 
 def first_utterance() -> dict[str, float]:
@@ -138,9 +186,15 @@ def main() -> list[tuple[str, str]]:
             "first utterance after start vs the next ones (STT time)",
             f"{first['first']:.2f} s vs {first['others']:.2f} s",
         ),
+        held_row("WARNING"),
+        held_row("CRITICAL"),
     ]
 
 
 if __name__ == "__main__":
+    if sys.argv[1:]:  # e.g. `idle_bench.py WARNING CRITICAL`: those rows alone
+        for level in sys.argv[1:]:
+            print("{:<58} {}".format(*held_row(level)))
+        sys.exit(0)
     for name, value in main():
         print(f"{name:<58} {value}")

@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import advise_bench
+import cpu_mode_bench
 import daemon_bench
 import idle_bench
 import memory_bench
@@ -24,6 +25,7 @@ BENCHES = {
     "daemon": daemon_bench.main,
     "idle": idle_bench.main,
     "mic": mic_bench.main,
+    "cpu_mode": cpu_mode_bench.main,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transitions import Machine
 
+from swictation.domain.gpu_mode import GpuModeMachine, Tenure
 from swictation.domain.machine import PressureMachine
 from swictation.domain.model import Tuning
 from swictation.domain.residency import ModelResidency, Residency
@@ -35,3 +36,7 @@ def pressure_diagram() -> str:
 
 def residency_diagram() -> str:
     return mermaid(ModelResidency("model", Tuning(), 0.0, Residency.ON_GPU)._machine)
+
+
+def gpu_mode_diagram() -> str:
+    return mermaid(GpuModeMachine(120.0, Tenure())._machine)

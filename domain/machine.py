@@ -33,6 +33,8 @@ class PressureMachine:
         self._level = initial
         self._entered = True
         self._last_applied: float | None = None
+        self._every: float | None = None  # the backed-off re-apply wait (None: the rule's)
+        self._usage_at: float | None = None  # usage at the last cleanup
         transitions: list[dict[str, Any]] = [
             # The most severe destination is listed first: the first passing condition wins.
             {
@@ -88,8 +90,9 @@ class PressureMachine:
                     break
         return self.level is not before
 
-    def due_cleanup(self, t: float) -> Action | None:
-        """The level's cleanup, when entering it or when its re-apply cadence has come round."""
+    def due_cleanup(self, t: float, usage: float | None = None, rise: float = 0.0) -> Action | None:
+        """The level's cleanup, when entering it or when its re-apply cadence has come round;
+        usage more than `rise` above the last cleanup's brings the plain cadence back."""
         rule = self.rule
         if rule.cleanup is None:
             self._entered = False
@@ -99,11 +102,23 @@ class PressureMachine:
         if not entered:
             if rule.reapply_s is None or self._last_applied is None:
                 return None
-            if t - self._last_applied < rule.reapply_s:
+            if usage is not None and self._usage_at is not None and usage - self._usage_at > rise:
+                self._every = None
+            if t - self._last_applied < (self._every or rule.reapply_s):
                 return None
         self._last_applied = t
+        self._usage_at = usage
         why = "entered" if entered else "still"
         return Action(rule.cleanup, reason=f"{why} {self.level.name}")
+
+    def cleaned(self, freed_mib: float) -> None:
+        """What the last cleanup freed: nothing doubles the wait before the next (up to the
+        rule's `reapply_max_s`); something brings the plain cadence back."""
+        rule = self.rule
+        if rule.reapply_s is None or rule.reapply_max_s is None or freed_mib > 0:
+            self._every = None
+            return
+        self._every = min(2 * (self._every or rule.reapply_s), rule.reapply_max_s)
 
     def _on_enter(self, event: EventData) -> None:
         # A cleanup is due on entering a higher level; stepping down re-applies on cadence.
@@ -111,6 +126,7 @@ class PressureMachine:
         if transition is None or transition.dest is None:
             return  # an internal transition: nothing entered
         self._level = Level[self.state]
+        self._every = None  # a new level: its own cadence, from the start
         if Level[transition.dest] > Level[transition.source]:
             self._entered = True
         elif self.rule.cleanup is None:

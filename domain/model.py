@@ -180,6 +180,9 @@ class Tuning:
     """How the default policy paces itself; every duration is in seconds."""
 
     reapply_s: float = field(default=10.0, validator=_positive)
+    # A cleanup that freed nothing doubles the wait before the next, up to this; a level
+    # change, a cleanup that freed memory, or usage rising by the margin brings back reapply_s.
+    reapply_max_s: float = field(default=300.0, validator=_positive)
     shutdown_grace_s: float = field(default=5.0, validator=_non_negative)
     restore_backoff_s: float = field(default=10.0, validator=_positive)
     restore_backoff_max_s: float = field(default=600.0, validator=_positive)
@@ -260,6 +263,7 @@ class Observation:
     fallbacks: tuple[str, ...] = ()
     resets: tuple[str, ...] = ()
     tenants: tuple[TenantView, ...] = ()  # the co-tenants that may be asked to release
+    cleanup_freed_mib: float | None = None  # what the last step's cleanup freed (None: none)
 
     @property
     def t(self) -> float:

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from swictation.domain.cooperation import Cooperation, CooperationStep, Pressure, TenantView
 from swictation.domain.forecast import GrowthForecast, time_to_exhaustion_s
-from swictation.domain.levels import level_table
+from swictation.domain.levels import WATCH_TABLE, level_table
 from swictation.domain.machine import PressureMachine
 from swictation.domain.model import (
     Action,
@@ -83,10 +83,18 @@ class GuardPolicy:
 
     name = "default"
 
-    def __init__(self, thresholds: Thresholds | None = None, tuning: Tuning | None = None):
+    def __init__(
+        self,
+        thresholds: Thresholds | None = None,
+        tuning: Tuning | None = None,
+        on_gpu: bool = True,
+    ):
         self.thresholds = thresholds or Thresholds()
         self.tuning = tuning or Tuning()
-        self._machine = PressureMachine(level_table(self.tuning))
+        # Off the GPU (the daemon gave it up), the guard only watches: the watch table, the
+        # calm poll, and no SHUTDOWN (nothing of ours is left on the card to give up).
+        self.on_gpu = on_gpu
+        self._machine = PressureMachine(level_table(self.tuning) if on_gpu else WATCH_TABLE)
         self._forecast = GrowthForecast(self.tuning.forecast_window_s)
         self._clear_since: dict[Level, float | None] = dict.fromkeys(_GRADED)
         self._shutdown_since: float | None = None
@@ -123,6 +131,8 @@ class GuardPolicy:
         previous = self._machine.level
         t = sample.t
         self._take_notices(observation, t)
+        if observation.cleanup_freed_mib is not None:
+            self._machine.cleaned(observation.cleanup_freed_mib)
         if isinstance(sample, ProbeUnavailable) or previous is Level.SHUTDOWN:
             # Unknown is not calm: keep the level and look again soon.
             return Decision(
@@ -169,7 +179,7 @@ class GuardPolicy:
                 self._snapshot(),
             )
         actions: list[Action] = []
-        cleanup = self._machine.due_cleanup(t)
+        cleanup = self._machine.due_cleanup(t, sample.usage, self.thresholds.margin)
         if cleanup is not None:
             actions.append(cleanup)
         interval = self._interval(sample, tte, bool(in_flight))
@@ -244,7 +254,7 @@ class GuardPolicy:
                     break
                 level = Level(level - 1)
             target = level
-        if sample.usage >= th.shutdown and not offloadable and not in_flight:
+        if self.on_gpu and sample.usage >= th.shutdown and not offloadable and not in_flight:
             if self._shutdown_since is None:
                 self._shutdown_since = t
             if t - self._shutdown_since >= self.tuning.shutdown_grace_s:
@@ -257,6 +267,8 @@ class GuardPolicy:
         """Poll faster as headroom shrinks: geometric from `interval_s` at WARNING's exit
         point down to `min_interval_s` at EMERGENCY, capped by the level's poll ceiling."""
         th = self.thresholds
+        if not self.on_gpu:
+            return th.interval_s
         start = th.warning - th.margin
         pressure = (sample.usage - start) / (th.emergency - start)
         if th.warning_free_mib > th.emergency_free_mib:

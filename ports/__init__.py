@@ -29,6 +29,7 @@ class MoveResult:
 class CleanupResult:
     freed_mib: float = 0.0
     detail: str = ""
+    objects: int | None = None  # what garbage collection found, where it ran
 
 
 @attrs.frozen

@@ -218,8 +218,8 @@ def build_daemon_parser() -> argparse.ArgumentParser:
         description="The Swictation dictation daemon: microphone (or a file) -> VAD -> "
         "speech-to-text -> text, guarded against GPU memory pressure.",
         epilog="Exit status: 0 after a normal stop, 1 when it cannot start, 2 for bad flags "
-        "or configuration, 3 after a memory SHUTDOWN (the card stayed full with nothing "
-        "left to offload).",
+        'or configuration, 3 after a memory SHUTDOWN with guard.on_shutdown = "exit" '
+        "(by default a SHUTDOWN gives up the GPU and dictation goes on on the CPU).",
     )
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
@@ -293,7 +293,10 @@ def _cli_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 def daemon_main(argv: Sequence[str] | None = None) -> int:
     from swictation.application.config import ConfigError, resolve_settings
+    from swictation.application.services.handover import take_handover
 
+    # From the process this one replaced (it re-executed itself), if any; never passed on.
+    handover = take_handover(os.environ)
     args = build_daemon_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
@@ -316,12 +319,26 @@ def daemon_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from swictation.application.container import daemon_container
 
-    return serve(daemon_container(settings))
+    if handover is not None:
+        _say_resumed(handover)
+    return serve(daemon_container(settings, handover), reexec=_reexec)
 
 
-def serve(container: Any) -> int:
+def _say_resumed(handover: Any) -> None:
+    from swictation.domain.gpu_mode import GpuMode
+
+    tenure = handover.tenure
+    where = "on the CPU (the GPU given up)" if tenure.mode is GpuMode.ON_CPU else "on the GPU"
+    logging.getLogger("swictation").warning(
+        "re-executed: running %s%s", where, f": {tenure.reason}" if tenure.reason else ""
+    )
+
+
+def serve(container: Any, reexec: Callable[[Any], None] | None = None) -> int:
     """Builds the daemon from `container`, runs it with its signal handlers (restored after,
-    so tests can serve in-process) and stops the container's resources; the exit status."""
+    so tests can serve in-process) and stops the container's resources; the exit status.
+    When the daemon asks to re-execute itself, `reexec(handover)` is called last (it does
+    not return); without it, the run just ends."""
     from swictation.adapters.audio_file import AudioFileError
     from swictation.adapters.traces import TraceError
     from swictation.application.container import shutdown
@@ -329,9 +346,11 @@ def serve(container: Any) -> int:
 
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     handlers = {signum: signal.getsignal(signum) for signum in signals}
+    handover = None
     try:
         try:
             container.control_lock()  # one daemon per socket, decided before any model loads
+            container.trace_file()  # a bad --trace too
             daemon = container.daemon()  # loads the models
             container.control()  # the control socket, where there is one
         except Exception as error:  # a start-up failure is one line, never a traceback
@@ -347,22 +366,39 @@ def serve(container: Any) -> int:
             logging.getLogger("swictation").exception("the daemon failed")
             print(f"swictationd: error: {_plain(error)}", file=sys.stderr)
             return EXIT_FAILURE
+        if reexec is not None and daemon.reexec is not None:
+            handover = _keep_lock(container, daemon.reexec)
     finally:
         shutdown(container)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    if daemon.restart_requested:
-        _restart()
+    if handover is not None and reexec is not None:
+        reexec(handover)
     return code
 
 
-def _restart() -> None:
-    """SIGHUP: the same program with the same arguments, so the configuration is read anew;
-    the queue is in the spool and the control socket path is the same."""
+def _keep_lock(container: Any, handover: Any) -> Any:
+    """The control socket's lock goes with the handover, so that no second daemon can take
+    the socket while this one re-executes itself."""
+    import attrs
+
+    lock = container.control_lock()
+    fd = None if lock is None else lock.hand_over()
+    return attrs.evolve(handover, lock_fd=fd)
+
+
+def _reexec(handover: Any) -> None:
+    """SIGHUP, giving up the GPU, taking it back: the same program with the same arguments
+    (the configuration read anew, the control socket path the same), handed what it needs
+    in its environment; the queue is in the spool."""
+    from swictation.application.services.handover import ENV
+
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-    logging.getLogger("swictation").warning("restarting: %s", " ".join(argv))
+    logging.getLogger("swictation").warning("re-executing: %s", " ".join(argv))
     logging.shutdown()
     sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[ENV] = handover.encode()
     os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 

@@ -52,6 +52,28 @@ def _tenant(tenant: Mapping[str, Any]) -> str:
     return f"{tenant.get('name')} at {tenant.get('url')}, {state}{held}{asked}"
 
 
+def _clock(epoch: Any) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(float(epoch)))
+
+
+def _gpu(gpu: Mapping[str, Any]) -> str:
+    """Whether the daemon holds the GPU: after a SHUTDOWN it dictates on the CPU."""
+    mode, reason = gpu.get("mode"), gpu.get("reason")
+    since = "" if gpu.get("since") is None else f" at {_clock(gpu['since'])}"
+    if mode == "on_cpu":
+        room = gpu.get("room_for_s")
+        waiting = f"back to the GPU after {float(gpu['return_after_s']):.0f} s of room"
+        waiting += f" (room for {float(room):.0f} s)" if room is not None else " (no room now)"
+        return f"cpu (gave up the GPU{since}: {reason}; {waiting})"
+    if mode == "returning":
+        return f"cpu, returning to the GPU at the next gap in speech ({gpu.get('next_reason')})"
+    if mode == "releasing":
+        return f"gpu, giving it up at the next gap in speech ({gpu.get('next_reason')})"
+    return f"gpu (back on it{since}: {reason})"
+
+
 def status_parts(status: Status) -> list[tuple[str, str]]:
     """(label, text) for each part of a status reply, in the order shown."""
     parts = [
@@ -61,6 +83,8 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
     top = status.get("top_processes") or []
     if top:
         parts.append(("top", ", ".join(f"{p['name']} {_mib(p['used_mib'])}" for p in top)))
+    if status.get("gpu"):
+        parts.append(("device", _gpu(status["gpu"])))
     parts.extend(("model", _model(n, m)) for n, m in (status.get("models") or {}).items())
     errors = status.get("errors") or {}
     failing = [f"{name} {e['failures']}" for name, e in errors.items() if e.get("failures")]

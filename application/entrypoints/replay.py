@@ -251,7 +251,7 @@ def replay(
     chosen = options.policy or str(config.policy)
     names = ["default", "legacy"] if chosen == "both" else [chosen]
     reports: list[SimulationReport] = []
-    sink = JsonlEventSink(options.events) if options.events else None
+    sink = _events_file(options.events)
     try:
         for name in names:
             advance, close = _progress(len(trace), f"replay ({name})", err)
@@ -295,7 +295,29 @@ def replay(
         _json(body, out)
     else:
         out.write(summary(trace, models, reports, used.describe(names), tenants))
-    return 0
+    return _events_lost(sink, err)
+
+
+def _events_file(path: str | None) -> JsonlEventSink | None:
+    """The requested events file, opened now: one that cannot be written fails before the
+    replay (an OSError, one line and exit 2), not silently after it."""
+    if not path:
+        return None
+    sink = JsonlEventSink(path)
+    sink.open()
+    return sink
+
+
+def _events_lost(sink: JsonlEventSink | None, err: TextIO) -> int:
+    """Exit status 1 when events were dropped (a disk filling): the file is incomplete."""
+    if sink is None or not sink.dropped:
+        return 0
+    print(
+        f"swictation replay: error: {sink.path}: {sink.dropped} events could not be written "
+        f"({sink.last_error})",
+        file=err,
+    )
+    return 1
 
 
 def _json(body: Mapping[str, Any], out: TextIO) -> None:

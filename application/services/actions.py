@@ -26,6 +26,13 @@ class ActionExecutor:
         self._events = events
         self._on_shutdown = on_shutdown
         self._tenants = tenants
+        self._cleaned_mib: float | None = None
+
+    def take_cleaned(self) -> float | None:
+        """What the cleanups since the last call freed, in MiB (None: none ran); the policy
+        backs off a cleanup that frees nothing."""
+        cleaned, self._cleaned_mib = self._cleaned_mib, None
+        return cleaned
 
     def perform(self, action: Action, t: float, usage: float | None = None) -> bool:
         """Carry out one action; returns whether it was done."""
@@ -42,6 +49,9 @@ class ActionExecutor:
         if kind in (ActionKind.COLLECT_GARBAGE, ActionKind.AGGRESSIVE_CLEANUP):
             cleaned: CleanupResult = self._host.cleanup(kind is ActionKind.AGGRESSIVE_CLEANUP)
             detail["freed_mib"] = round(cleaned.freed_mib, 1)
+            if cleaned.objects is not None:
+                detail["objects"] = cleaned.objects
+            self._cleaned_mib = (self._cleaned_mib or 0.0) + cleaned.freed_mib
         elif kind in _MOVES:
             assert action.model is not None
             device = "cuda" if kind is ActionKind.RESTORE else "cpu"

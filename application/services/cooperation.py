@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from swictation.application.services.workers import FailureStreak, Workers
 from swictation.domain.cooperation import TenantView
 from swictation.domain.model import Action, ActionKind, Event, MemorySample, ProbeUnavailable
 from swictation.ports import Clock, EventSink
@@ -19,6 +20,7 @@ from swictation.ports.tenants import ReleaseResult, Tenant, TenantRelay, TenantS
 log = logging.getLogger("swictation.tenants")
 
 Card = Callable[[], MemorySample | ProbeUnavailable | None]
+REFRESHER = "tenants"  # the refresher's name among the daemon's workers
 
 
 @attrs.frozen
@@ -56,6 +58,7 @@ class TenantBroker(TenantRelay):
         wait_s: float = 3.0,
         refresh_s: float = 2.0,
         threaded: bool = True,
+        workers: Workers | None = None,
     ) -> None:
         self._records = {spec.name: _Record(spec) for spec in specs}
         self._events = events
@@ -66,7 +69,9 @@ class TenantBroker(TenantRelay):
         self.threaded = threaded
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._refresher: threading.Thread | None = None
+        # The refresher runs as a supervised worker: restarted if it dies, counted in health.
+        self._workers = workers or Workers()
+        self._started = False
         self._asking: list[threading.Thread] = []
 
     # -- what the guard sees ------------------------------------------------------------
@@ -74,7 +79,7 @@ class TenantBroker(TenantRelay):
     def views(self) -> tuple[TenantView, ...]:
         if not self.threaded:
             self.refresh()
-        elif self._refresher is None and not self._stop.is_set():
+        elif not self._started and not self._stop.is_set():
             self._start()
         with self._lock:
             return tuple(self._view(r) for r in self._records.values())
@@ -239,19 +244,20 @@ class TenantBroker(TenantRelay):
 
     def _start(self) -> None:
         with self._lock:
-            if self._refresher is not None:
+            if self._started:
                 return
-            self._refresher = threading.Thread(
-                target=self._refresh_loop, name="swictation-tenants", daemon=True
-            )
-        self._refresher.start()
+            self._started = True
+        self._workers.spawn(REFRESHER, self._refresh_loop)
 
     def _refresh_loop(self) -> None:
+        streak = FailureStreak(log, "refreshing co-tenants")
         while not self._stop.is_set():
             try:
                 self.refresh()
-            except Exception:
-                log.exception("refreshing co-tenants failed; carrying on")
+                streak.succeeded()
+            except Exception as error:
+                self._workers.error(REFRESHER, error)
+                streak.failed(error)
             if self._clock.wait(self.refresh_s, self._stop):
                 break
 
@@ -259,7 +265,8 @@ class TenantBroker(TenantRelay):
         """Stops refreshing; asks in flight end their watch at once and are recorded."""
         self._stop.set()
         with self._lock:
-            threads = [t for t in (self._refresher, *self._asking) if t is not None]
+            threads = list(self._asking)
+        self._workers.join(REFRESHER, timeout)
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)

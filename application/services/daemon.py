@@ -11,9 +11,11 @@ from typing import Any
 
 from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
+from swictation.application.services.handover import GapStop, Handover, wall_clock
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.stop import StopSignal
 from swictation.application.services.workers import Workers
+from swictation.domain.gpu_mode import GpuMode, ModeChange, Tenure
 from swictation.domain.model import Event
 
 log = logging.getLogger("swictation")
@@ -21,7 +23,7 @@ log = logging.getLogger("swictation")
 EXIT_OK = 0
 EXIT_FAILURE = 1  # could not start: no microphone, a model missing, an output missing
 EXIT_USAGE = 2  # bad flags or configuration
-EXIT_MEMORY_SHUTDOWN = 3  # the guard's SHUTDOWN: the card stayed full with nothing to offload
+EXIT_MEMORY_SHUTDOWN = 3  # SHUTDOWN with guard.on_shutdown = "exit": the card stayed full
 EXIT_WORKER_FAILED = 4  # a worker failed and could not be restarted (the queue was spooled)
 
 
@@ -40,12 +42,28 @@ class Daemon:
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
-        self.restart_requested = False
+        # What the next process is handed when this one re-executes itself (a SIGHUP, the
+        # GPU given up or taken back); None: no re-execution.
+        self.reexec: Handover | None = None
+        self.gap: GapStop | None = getattr(parts, "gap", None)
+        if self.gap is not None:
+            self.gap.bind(lambda: self.pipeline.in_speech)
+        self.guard.on_mode_change = self.change_mode
         self._began = time.monotonic()
         self._fed = True
         self.watch_ticks = 0
         self._said_unknown: str | None = None
         self.control: Any = None  # the control server, where there is one (its health shows)
+
+    @property
+    def restart_requested(self) -> bool:
+        return self.reexec is not None
+
+    @property
+    def tenure(self) -> Tenure:
+        """How this process holds the GPU (from the process it replaced, if any)."""
+        machine = self.guard.gpu_mode
+        return machine.tenure if machine is not None else Tenure()
 
     # -- control -----------------------------------------------------------------------------
 
@@ -155,6 +173,29 @@ class Daemon:
             "latency_p95_s": None if latency is None else round(latency[1], 3),
             "uptime_s": round(time.monotonic() - self._began, 1),
             "tenants": [] if self.guard.tenants is None else self.guard.tenants.snapshot(),
+            "gpu": self._gpu_status(),
+        }
+
+    def _gpu_status(self) -> dict[str, Any] | None:
+        """Whether this daemon holds the GPU, since when and why (None: on it as started)."""
+        machine = self.guard.gpu_mode
+        if machine is None:
+            return None
+        tenure = machine.tenure
+        changing = machine.change
+        if machine.mode is GpuMode.ON_GPU and tenure.since_t is None:
+            return None
+        since = None if tenure.since_t is None else round(wall_clock(tenure.since_t), 3)
+        room_since = machine.room_since
+        return {
+            "mode": machine.mode.value.lower(),
+            "since": since,
+            "reason": tenure.reason,
+            "next_reason": None if changing is None else changing.tenure.reason,
+            "return_after_s": round(machine.return_wait_s(), 1),
+            "room_for_s": None
+            if room_since is None or machine.on_gpu
+            else round(max(0.0, self.guard.clock.now() - room_since), 1),
         }
 
     def _memory_unknown(self) -> str | None:
@@ -189,8 +230,9 @@ class Daemon:
             self.stop(f"{self._signalled} received")
 
         def reload(_signum: int, _frame: Any) -> None:
-            # A file run cannot start again where it was: it stops in order instead.
-            self.restart_requested = not self.settings.audio_file
+            # A file run stops in order instead: a file is not a session to reconfigure.
+            if not self.settings.audio_file:
+                self.reexec = self._handover(self.tenure)
             self._signalled = "SIGHUP"
             self.stop(
                 "SIGHUP received: restarting to reload the configuration"
@@ -201,6 +243,50 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handler)
         signal.signal(signal.SIGHUP, reload)
+
+    # -- giving up the GPU, taking it back --------------------------------------------------
+
+    def change_mode(self, change: ModeChange | None) -> None:
+        """The guard's GPU-mode decision (None: a return called off). Carried out at the next
+        gap in speech: capture ends there, the queue drains, and the daemon re-executes."""
+        gap = self.gap
+        if gap is None:
+            log.error("cannot re-execute here (no gap-aware capture); staying as it is")
+            return
+        if change is None:
+            gap.disarm()
+            return
+        gap.arm(lambda: self._reexec_at_gap(change))
+
+    def _reexec_at_gap(self, change: ModeChange) -> None:
+        """On the capture thread, at the gap: the handover, and the stop."""
+        tenure = change.tenure
+        self.reexec = self._handover(tenure)
+        where = "on the CPU" if change.to_cpu else "on the GPU"
+        kind = "gpu_released" if change.to_cpu else "gpu_returned"
+        position = self.reexec.audio_offset
+        self.parts.events.emit(
+            Event(
+                time.monotonic() - self._events_origin,
+                kind,
+                self.guard.level.name,
+                detail={"reason": tenure.reason, "audio_offset": position},
+            )
+        )
+        self.stop(f"re-executing {where}: {tenure.reason}")
+
+    @property
+    def _events_origin(self) -> float:
+        return float(getattr(self.parts, "start_time", self._began))
+
+    def _handover(self, tenure: Tenure) -> Handover:
+        heard = None if self.gap is None else self.gap.position
+        origin = getattr(self.guard.probe, "origin", None)
+        return Handover(
+            tenure,
+            trace_origin=None if origin is None else float(origin),
+            audio_offset=heard or 0,
+        )
 
     def run(self) -> int:
         parts = self.parts
@@ -255,7 +341,7 @@ class Daemon:
     def _finish(self) -> None:
         shutdown = self._shutdown_reason is not None or self._failure is not None
         drain: float | None = 0.0 if shutdown else self.settings.config.daemon.drain_timeout_s
-        if self._signalled is None and not shutdown:
+        if self._signalled is None and not shutdown and self.reexec is None:
             drain = None  # a file's end or a quit: transcribe everything
         self.pipeline.finish(drain, spool_now=shutdown)
         self._stopping.settle()
@@ -267,7 +353,7 @@ class Daemon:
 
     def final_report(self) -> None:
         stats = self.pipeline.stats
-        self.report("final report")
+        self.report("final report" if self.reexec is None else "report before re-executing")
         if stats.audio_s:
             log.info(
                 "final report: %.1f s of speech transcribed in %.1f s (real-time factor "
@@ -295,9 +381,13 @@ class Daemon:
             )
         if self._failure is not None:
             log.critical("exiting with status %d: %s", EXIT_WORKER_FAILED, self._failure)
+        reexec = self.reexec
+        if reexec is not None and reexec.tenure != self.tenure:
+            where = "CPU" if reexec.tenure.mode is GpuMode.ON_CPU else "GPU"
+            log.warning("re-executing on the %s: %s", where, reexec.tenure.reason)
         self.parts.events.emit(
             Event(
-                time.monotonic() - self._began,
+                time.monotonic() - self._events_origin,
                 "report",
                 self.guard.level.name,
                 detail={
@@ -307,6 +397,7 @@ class Daemon:
                     "undelivered": stats.undelivered,
                     "spool_written_bytes": self.pipeline.spool.written_bytes,
                     "workers": self.health(),
+                    "reexec": None if reexec is None else reexec.tenure.mode.value.lower(),
                 },
             )
         )

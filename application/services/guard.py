@@ -7,7 +7,16 @@ import threading
 from collections.abc import Callable
 
 from swictation.application.services.actions import ActionExecutor
-from swictation.domain.model import Decision, Event, Level, MemorySample, Observation
+from swictation.application.services.workers import FailureStreak
+from swictation.domain.gpu_mode import GpuMode, GpuModeMachine, ModeChange, room_for_models
+from swictation.domain.model import (
+    Decision,
+    Event,
+    Level,
+    MemorySample,
+    Observation,
+    Thresholds,
+)
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import Clock, EventSink, GpuProbe, ModelHost
@@ -19,6 +28,9 @@ log = logging.getLogger("swictation.guard")
 class GuardService:
     """Samples the device, asks the policy, and carries out what it decides.
 
+    With a GPU-mode machine (`guard.on_shutdown = "cpu"`), SHUTDOWN is handed to it instead
+    of stopping the daemon, and off the GPU every reading tells it whether the card has room
+    for our models again; its decisions go to `on_mode_change` (None: a return called off).
     `stop()` is safe to call any number of times, from any thread; an exception in one
     tick is logged and the loop goes on.
     """
@@ -36,6 +48,8 @@ class GuardService:
         record_samples: bool = True,
         start_time: float | None = None,
         tenants: TenantRelay | None = None,
+        gpu_mode: GpuModeMachine | None = None,
+        context_mib: float = 0.0,
     ) -> None:
         self.probe = probe
         self.host = host
@@ -46,6 +60,10 @@ class GuardService:
         self._busy = busy or (lambda: False)
         self.on_shutdown = on_shutdown
         self.tenants = tenants
+        self.gpu_mode = gpu_mode
+        self.on_mode_change: Callable[[ModeChange | None], None] | None = None
+        self._context_mib = context_mib
+        self._t = 0.0
         self._executor = ActionExecutor(host, events, self._shutdown, tenants)
         self._record_samples = record_samples
         self._t0 = clock.now() if start_time is None else start_time
@@ -58,6 +76,7 @@ class GuardService:
         self.unavailable_reason: str | None = None
         self.ticks = 0
         self.errors = 0
+        self._streak = FailureStreak(log, "guard tick")
 
     @property
     def level(self) -> Level:
@@ -90,9 +109,11 @@ class GuardService:
             fallbacks=fallbacks,
             resets=resets,
             tenants=views,
+            cleanup_freed_mib=self._executor.take_cleaned(),
         )
         decision = self.policy.observe(observation)
         t = reading.t
+        self._t = t
         rel = self.elapsed(t)
         self.ticks += 1
         # Why the device cannot be read right now (None while it can): for status and reports.
@@ -131,9 +152,43 @@ class GuardService:
             )
         for action in decision.actions:
             self._executor.perform(action, rel, decision.usage)
+        if isinstance(reading, MemorySample):
+            self._watch_room(reading, t)
         return decision
 
+    def _watch_room(self, reading: MemorySample, t: float) -> None:
+        machine = self.gpu_mode
+        if machine is None or machine.on_gpu:
+            return
+        thresholds = getattr(self.policy, "thresholds", None) or Thresholds()
+        tuning = getattr(self.policy, "tuning", None)
+        working = dict(tuning.working_mib) if tuning is not None else {}
+        room = room_for_models(reading, self.host.models(), self._context_mib, thresholds, working)
+        was_returning = machine.mode is GpuMode.RETURNING
+        change = machine.watch(room, t)
+        if change is not None:
+            log.warning("returning to the GPU at the next gap in speech: %s", change.tenure.reason)
+            self._tell(change)
+        elif was_returning and machine.mode is GpuMode.ON_CPU:
+            log.warning("return to the GPU called off: the card has no room for our models again")
+            self._tell(None)
+
+    def _tell(self, change: ModeChange | None) -> None:
+        if self.on_mode_change is not None:
+            self.on_mode_change(change)
+
     def _shutdown(self, reason: str) -> None:
+        if self.gpu_mode is not None:
+            # Give up the GPU, not dictation: the guard goes on watching, from the CPU.
+            change = self.gpu_mode.shutdown(self._t, reason)
+            if change is not None:
+                log.critical(
+                    "memory SHUTDOWN: %s; giving up the GPU at the next gap in speech "
+                    "(dictation goes on on the CPU)",
+                    reason,
+                )
+                self._tell(change)
+            return
         self._stop.set()
         if self.on_shutdown is not None:
             self.on_shutdown(reason)
@@ -145,9 +200,10 @@ class GuardService:
             interval = self._fallback_interval
             try:
                 interval = self.tick().next_poll_s
-            except Exception:
+                self._streak.succeeded()
+            except Exception as error:
                 self.errors += 1
-                log.exception("guard tick failed; carrying on")
+                self._streak.failed(error)
             if self._stop.is_set() or (end is not None and self.clock.now() >= end):
                 break
             if end is not None:

@@ -174,6 +174,11 @@ class DictationPipeline:
         return self._segmenter.in_speech or not self._queue.empty() or self._transcribing.is_set()
 
     @property
+    def in_speech(self) -> bool:
+        """Speech is being spoken (or is in its end-of-utterance pause): no gap to stop at."""
+        return self._segmenter.in_speech
+
+    @property
     def runner(self) -> RecoveringRunner:
         return self._runner
 

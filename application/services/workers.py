@@ -147,6 +147,31 @@ class Workers:
             return {name: h.to_dict() for name, h in self._health.items()}
 
 
+class FailureStreak:
+    """A loop's consecutive failures: the first of each kind is worth a traceback, the rest
+    only a count, said when the loop works again (`log` names what failed)."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self._kind: str | None = None
+        self.count = 0
+
+    def failed(self, error: BaseException) -> None:
+        """Called from the `except` block, so that a traceback can be logged."""
+        kind = _describe(error)
+        self.count += 1
+        if kind != self._kind:
+            self._kind = kind
+            self._log.exception("%s failed; carrying on (said once while it repeats)", self._what)
+
+    def succeeded(self) -> None:
+        if self.count:
+            self._log.warning("%s works again after %d failures", self._what, self.count)
+        self._kind = None
+        self.count = 0
+
+
 def _describe(error: BaseException | str) -> str:
     if isinstance(error, str):
         return error

@@ -270,10 +270,11 @@ def test_spooled_audio_is_transcribed_first_at_the_next_start(tmp_path, spool, s
 
 
 def test_memory_shutdown_exits_3(tmp_path, spool):
-    """The real program on a trace of a full card: SHUTDOWN, said so, exit status 3."""
+    """The real program on a trace of a full card, with guard.on_shutdown = "exit" (the
+    original behaviour): SHUTDOWN, said so, exit status 3."""
     full = write_csv(tmp_path / "full.csv", lambda t: 8150.0, 8 * GiB, 60, 0.5)
     config = tmp_path / "c.toml"
-    config.write_text("[guard]\nshutdown_grace_s = 1.0\n")
+    config.write_text('[guard]\nshutdown_grace_s = 1.0\non_shutdown = "exit"\n')
     result = daemon(
         "--audio-file",
         str(DICTATION),
@@ -301,7 +302,9 @@ def test_memory_shutdown_spools_open_speech_and_exits_3(tmp_path, spool, serve_i
 
     caplog.set_level(logging.INFO, logger="swictation")
     full = threading.Event()
-    settings = _file_settings(tmp_path, spool, guard={"shutdown_grace_s": 1.0})
+    settings = _file_settings(
+        tmp_path, spool, guard={"shutdown_grace_s": 1.0, "on_shutdown": "exit"}
+    )
 
     def card(container):
         clock = container.clock()

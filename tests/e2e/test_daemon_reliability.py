@@ -381,20 +381,31 @@ def test_sigkill_loses_at_most_the_last_second_and_a_restart_transcribes_the_res
 
 def test_sighup_stops_a_file_run_in_order(tmp_path, env):
     spool = tmp_path / "spool"
-    run = Running(
-        "--audio-file", str(DICTATION), "--realtime", "--probe", "none",
-        "--spool-dir", str(spool), env=env,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: any(p.stat().st_size > 32000 for p in spool.glob("*.pcm")), 120)
-        run.process.send_signal(signal.SIGHUP)
-        assert run.finish() == 0, run.err
-    finally:
-        run.process.kill()
+    typed = tmp_path / "typed.txt"
+
+    def speaking_with_nothing_queued() -> bool:
+        # A second of speech open, and every utterance before it typed (none waits as .wav).
+        try:
+            pcm = [p for p in spool.glob("*.pcm") if p.stat().st_size > 32000]
+        except FileNotFoundError:  # closed between the listing and the look
+            return False
+        return len(pcm) == 1 and not list(spool.glob("*.wav"))
+
+    with typed.open("w") as stdout:
+        run = Running(
+            "--audio-file", str(DICTATION), "--realtime", "--probe", "none",
+            "--spool-dir", str(spool), env=env, stdout=stdout,
+        )  # fmt: skip
+        try:
+            wait_for(speaking_with_nothing_queued, 120)
+            before = len(typed.read_text().splitlines())
+            run.process.send_signal(signal.SIGHUP)
+            assert run.finish() == 0, run.err
+        finally:
+            run.process.kill()
     assert "SIGHUP received" in run.err
-    assert run.process.stdout is not None
-    lines = run.process.stdout.read().splitlines()
-    assert len(lines) >= 1  # the speech in progress at the signal was transcribed too
+    lines = typed.read_text().splitlines()
+    assert len(lines) == before + 1  # the speech in progress at the signal, transcribed too
     assert not list(spool.iterdir())
 
 
@@ -425,6 +436,19 @@ def test_output_file_alone_means_output_file_and_file_without_a_path_fails_first
     assert bad.code == 2
     assert bad.err.strip() == "swictationd: error: --output file needs --output-file PATH"
     assert "model" not in bad.err  # said before any model loads
+
+
+@pytest.mark.parametrize("trace", ["missing.csv", "bad.csv"])
+def test_a_bad_trace_is_said_before_any_model_loads(tmp_path, trace):
+    (tmp_path / "bad.csv").write_text("timestamp, memory.used [MiB]\nyesterday, lots\n")
+    result = daemon(
+        "--probe", "trace", "--trace", str(tmp_path / trace), "--audio-file",
+        str(AUDIO / "pair.wav"), "--spool-dir", str(tmp_path / "spool"),
+    )  # fmt: skip
+    assert result.code == 2
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(f"swictationd: error: {tmp_path / trace}")
+    assert "swictation: model " not in result.err  # said before any model loads
 
 
 def test_an_unknown_model_in_a_fault_is_a_usage_error(tmp_path):

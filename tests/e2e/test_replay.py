@@ -342,3 +342,45 @@ def test_bad_option_is_one_line_and_exit_2(swictation):
     result = swictation("replay", str(FIXTURES / "units.csv"), "--total-mib", "-5")
     assert result.code == 2
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_an_events_file_that_cannot_be_written_is_an_error_before_the_replay(swictation, tmp_path):
+    trace = write_csv(tmp_path / "flap.csv", flapping, 8 * GiB, 200, 0.1)
+    events = tmp_path / "missing" / "events.jsonl"
+    result = swictation("replay", str(trace), "--model", "stt=3600MiB", "--events", str(events))
+    assert result.code == 2
+    assert result.err == f"swictation replay: error: {events}: No such file or directory\n"
+    assert result.out == ""
+
+
+def _disk_fills_at(size: int):
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a short write, not a killed process
+        resource.setrlimit(
+            resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
+        )
+
+    return limit
+
+
+def test_events_lost_to_a_full_disk_make_the_replay_fail(swictation, tmp_path):
+    trace = write_csv(tmp_path / "flap.csv", flapping, 8 * GiB, 200, 0.1)
+    events = tmp_path / "events.jsonl"
+    result = swictation(
+        "replay",
+        str(trace),
+        "--model",
+        "stt=3600MiB",
+        "--events",
+        str(events),
+        preexec_fn=_disk_fills_at(600),
+    )
+    assert result.code == 1
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(f"swictation replay: error: {events}: ")
+    assert "events could not be written" in last
+    for line in events.read_text().splitlines():
+        json.loads(line)  # what was written is whole lines

@@ -124,6 +124,22 @@ def start_capture(device=None, **kwargs) -> Capture:
 
 
 @pytest.mark.audio
+def test_portaudio_hands_over_128_ms_at_a_time_split_into_32_ms_frames(listening_here):
+    # A quarter of the wake-ups of PortAudio's thread and of the reader's while listening
+    # to silence (the idle cost, benchmarks/idle_bench.py), for at most one handover of delay.
+    capture = start_capture()
+    capture.wait_for_seconds(1.0)
+    capture.stop()
+    stats = capture.source.stats
+    frames = len(capture.blocks)
+    assert all(len(b.samples) == 512 for b in capture.blocks)
+    assert frames % 4 == 0
+    assert frames / 4 <= stats.handovers <= frames / 4 + 2  # a last one may wait in the ring
+    positions = [round(b.t * 16000) for b in capture.blocks]
+    assert positions == list(range(0, frames * 512, 512))
+
+
+@pytest.mark.audio
 def test_captures_16k_mono_blocks_of_32_ms(listening_here):
     capture = start_capture()
     capture.wait_for_seconds(0.5)

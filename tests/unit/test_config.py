@@ -212,3 +212,63 @@ def test_the_config_file_variable_is_not_a_setting(caplog):
     with caplog.at_level(logging.WARNING, logger="swictation.config"):
         assert env_overrides({"SWICTATION_CONFIG": "/x.toml"}) == {}
     assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[guard]\nworking_mib = "stt=5"\n',
+            "guard.working_mib = 'stt=5' is not allowed: expected a table of name = number",
+        ),
+        (
+            "[guard]\nworking_mib = [1, 2]\n",
+            "guard.working_mib = [1, 2] is not allowed: expected a table of name = number",
+        ),
+        (
+            '[guard]\nworking_mib = { stt = "big" }\n',
+            "guard.working_mib = {'stt': 'big'} is not allowed: expected a table of name = number",
+        ),
+        (
+            '[[tenants]]\nkind = "ollama"\nmodels = "llama3.2:latest"\n',
+            "tenants.models = 'llama3.2:latest' is not allowed: expected a list of non-empty",
+        ),
+        (
+            '[[tenants]]\nkind = "ollama"\nmodels = [1]\n',
+            "tenants.models = [1] is not allowed: expected a list of non-empty strings",
+        ),
+    ],
+)
+def test_a_container_key_given_the_wrong_shape_is_one_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        config.load_settings(path, {}, default_file=False)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_table_key_from_the_environment_is_one_line_naming_the_variable():
+    with pytest.raises(ConfigError) as caught:
+        env_overrides({"SWICTATION_GUARD_WORKING_MIB": "stt=5"})
+    assert "SWICTATION_GUARD_WORKING_MIB" in str(caught.value)
+    assert "expected a table of name = number" in str(caught.value)
+
+
+def test_container_keys_still_take_their_proper_shape(tmp_path):
+    path = write(
+        tmp_path,
+        '[guard]\nworking_mib = { stt = 800 }\n[[tenants]]\nkind = "ollama"\nmodels = ["a", "b"]\n',
+    )
+    settings = config.load_settings(path, {}, default_file=False)
+    assert dict(settings.guard.tuning.working_mib) == {"stt": 800.0}
+    assert settings.tenants[0].models == ("a", "b")
+
+
+def test_a_table_key_can_be_set_from_the_environment_as_toml():
+    layer = env_overrides({"SWICTATION_GUARD_WORKING_MIB": "{ stt = 800 }"})
+    assert layer == {"guard": {"working_mib": {"stt": 800}}}
+    settings = load_settings(
+        None, {"SWICTATION_GUARD_WORKING_MIB": "{ stt = 800 }"}, default_file=False
+    )
+    assert dict(settings.guard.tuning.working_mib) == {"stt": 800.0}

@@ -223,3 +223,23 @@ def test_replay_chooses_the_policy_as_the_daemon_does():
     assert isinstance(replay_container(0.0, (), legacy).policy(), LegacyPolicy)
     report = simulate([0.0, 1.0], [100.0, 100.0], [1000.0, 1000.0], legacy)
     assert report.policy == "legacy"
+
+
+def test_the_co_tenant_refresher_is_one_of_the_daemons_supervised_workers(tmp_path):
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: the tenant does not answer
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    settings = _file_run(tmp_path, tenants=[{"kind": "ollama", "url": url}])
+    container = daemon_container(settings)
+    _with_fakes(container, [], [])
+    daemon = container.daemon()
+    try:
+        daemon.guard.tenants.views()  # the guard's first look starts the refresher
+        health = daemon.health()
+        assert health["tenants"]["state"] in ("starting", "running")
+        assert daemon.workers.all_alive()
+    finally:
+        shutdown(container)
+    assert daemon.health()["tenants"]["state"] == "done"

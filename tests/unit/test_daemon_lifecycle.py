@@ -148,3 +148,27 @@ def test_a_guard_that_cannot_see_the_gpu_says_so_in_status(tmp_path):
     status = daemon.status()
     assert status["memory_unknown"] == "no GPU probe configured (--probe none)"
     assert "memory:     unknown (no GPU probe configured (--probe none))" in status_text(status)
+
+
+def test_status_sees_a_failing_flight_recorder_behind_the_dbus_tee(tmp_path):
+    """With D-Bus publishing on, the daemon's events sink is a tee of the recorder and the
+    publisher: the recorder's drops must still reach the health report."""
+    from swictation.adapters.dbus import TeeEventSink
+    from swictation.adapters.events import JsonlEventSink, NullEventSink
+    from swictation.domain.model import Event
+
+    recorder = JsonlEventSink(tmp_path / "missing" / "events.jsonl")
+    tee = TeeEventSink(recorder, NullEventSink())
+    daemon, parts = daemon_with(ListAudioSource([]), tmp_path)
+    daemon = Daemon(DaemonSettings(audio_file="rehearsal.wav"), attrs.evolve(parts, events=tee))
+    for t in (0.0, 0.5, 1.0):
+        tee.emit(Event(t, "sample", level="NORMAL", usage=0.1))
+    events = daemon.health()["events"]
+    assert events["state"] == "failing"
+    assert events["errors"] == 3
+    assert "events.jsonl" in str(events["last_error"])
+    (tmp_path / "missing").mkdir()
+    tee.emit(Event(1.5, "sample", level="NORMAL", usage=0.1))
+    events = daemon.health()["events"]
+    assert events["state"] == "running"
+    assert events["errors"] == 3  # the count of what was lost stays

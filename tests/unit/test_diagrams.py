@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from swictation.domain.diagrams import pressure_diagram, residency_diagram
+from swictation.domain.diagrams import gpu_mode_diagram, pressure_diagram, residency_diagram
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "MEMORY_PROTECTION.md"
 
@@ -20,7 +20,8 @@ def _block(name: str) -> re.Pattern[str]:
 
 
 @pytest.mark.parametrize(
-    ("name", "generate"), [("pressure", pressure_diagram), ("residency", residency_diagram)]
+    ("name", "generate"),
+    [("pressure", pressure_diagram), ("residency", residency_diagram), ("gpu", gpu_mode_diagram)],
 )
 def test_the_documented_diagram_is_the_machine(name, generate):
     text = DOC.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -114,3 +115,36 @@ def test_shutdown_stops_the_loop_and_calls_back():
     assert len(reasons) == 1
     assert "nothing left to offload" in reasons[0]
     assert clock.now() < 60
+
+
+def _cleanups_in_an_hour_at_warning(host):
+    clock = host._clock
+    events = EventList()
+    probe = ScriptedProbe([(0, 6.8 * GiB)], 8 * GiB, clock)  # 85 %: WARNING for good
+    guard = GuardService(probe, host, GuardPolicy(), events, clock)
+    guard.run(duration_s=3600)
+    return [e for e in events.of_type("action") if e.action == "collect_garbage"]
+
+
+def test_held_at_warning_a_cleanup_that_frees_nothing_backs_off():
+    host = InMemoryModelHost(FakeClock())
+    cleanups = _cleanups_in_an_hour_at_warning(host)
+    assert all(e.detail["freed_mib"] == 0.0 for e in cleanups)
+    gaps = [round(b.t - a.t) for a, b in itertools.pairwise(cleanups)]
+    assert gaps[:4] == [20, 40, 80, 160]  # each empty cleanup doubles the wait from 10 s
+    assert set(gaps[4:]) == {300}  # up to the cap, then steady
+    assert len(cleanups) < 20  # against 360 at a fixed 10 s
+
+
+def test_held_at_warning_a_cleanup_that_frees_memory_keeps_its_cadence():
+    class RefillingCache(InMemoryModelHost):
+        """A cache that something fills again between cleanups: each one frees 32 MiB."""
+
+        def cleanup(self, aggressive=False):
+            self.cache_mib = 32.0
+            return super().cleanup(aggressive)
+
+    host = RefillingCache(FakeClock())
+    cleanups = _cleanups_in_an_hour_at_warning(host)
+    assert all(e.detail["freed_mib"] == 32.0 for e in cleanups)
+    assert len(cleanups) >= 300

@@ -83,3 +83,46 @@ def test_the_table_says_what_each_level_allows():
     assert [lv.name for lv in Level if table[lv].offload_to_target] == ["EMERGENCY"]
     assert table[Level.EMERGENCY].poll_ceiling_s is not None
     assert table[Level.NORMAL].reapply_s is None
+
+
+def _cleanup_times(m, start, until, freed_mib=0.0, usage=None):
+    """Steps the machine once a second; each cleanup reports `freed_mib` before the next."""
+    times = []
+    for step in range(int(start), int(until) + 1):
+        t = float(step)
+        if m.due_cleanup(t, None if usage is None else usage(t), rise=0.03) is not None:
+            times.append(t)
+            m.cleaned(freed_mib)
+    return times
+
+
+def test_a_cleanup_that_freed_nothing_backs_off_up_to_the_cap():
+    m = PressureMachine(level_table(Tuning(reapply_s=10, reapply_max_s=80)))
+    m.move_to(Level.WARNING)
+    assert _cleanup_times(m, 0, 400) == [0, 20, 60, 140, 220, 300, 380]
+
+
+def test_a_cleanup_that_freed_memory_keeps_the_cadence():
+    m = PressureMachine(level_table(Tuning(reapply_s=10, reapply_max_s=80)))
+    m.move_to(Level.CRITICAL)
+    assert _cleanup_times(m, 0, 50, freed_mib=12.0) == [0, 10, 20, 30, 40, 50]
+    # Once it frees nothing again, it backs off from the cadence.
+    assert _cleanup_times(m, 51, 130)[:3] == [60, 80, 120]  # 50 freed memory: 10 s
+
+
+def test_usage_rising_by_the_margin_brings_the_cadence_back():
+    m = PressureMachine(level_table(Tuning(reapply_s=10, reapply_max_s=300)))
+    m.move_to(Level.WARNING)
+    assert _cleanup_times(m, 0, 100, usage=lambda t: 0.82) == [0, 20, 60]
+    # Usage 0.86 from t=101: more than 0.03 above the last cleanup's 0.82.
+    times = _cleanup_times(m, 101, 160, usage=lambda t: 0.82 if t < 101 else 0.86)
+    assert times[:2] == [101, 121]  # due again at once, then backing off anew
+
+
+def test_a_level_change_brings_the_cadence_back():
+    m = PressureMachine(level_table(Tuning(reapply_s=10, reapply_max_s=300)))
+    m.move_to(Level.CRITICAL)
+    assert _cleanup_times(m, 0, 100) == [0, 20, 60]
+    m.move_to(Level.WARNING)  # stepping down: no cleanup on entry, the base cadence again
+    later = _cleanup_times(m, 101, 200)
+    assert later[:2] == [101, 121]

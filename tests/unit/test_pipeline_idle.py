@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from swictation.adapters.memory import EnergyVoiceDetector, ScriptedRecognizer
-from swictation.domain.segmenter import VadSettings
+from swictation.adapters.memory import (
+    EnergyVoiceDetector,
+    EventList,
+    FakeClock,
+    InMemoryModelHost,
+    ListAudioSource,
+    ListOutput,
+    ScriptedRecognizer,
+)
+from swictation.adapters.spool import Spool
+from swictation.application.config import load_settings
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.model import ModelState
+from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import AudioBlock
 from tests.unit.test_pipeline import BLOCK, RATE, audio
 from tests.unit.test_pipeline_reliability import build, run_all
@@ -46,14 +59,28 @@ def test_a_quiet_room_never_wakes_the_vad_and_speech_always_does(tmp_path):
 
 
 def test_the_gate_can_be_opened_to_run_the_vad_on_every_block(tmp_path):
+    # The configured key, as a user sets it, reaches the pipeline's gate.
+    settings = load_settings(None, {"SWICTATION_VAD_ENERGY_GATE_DBFS": "-120"}, default_file=False)
     blocks = quiet_room(1.0, -70)
     vad = CountingVad()
-    pipeline, _, _ = build(blocks, [], tmp_path)
+    clock = FakeClock()
+    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
+    events = EventList()
+    pipeline = DictationPipeline(
+        ListAudioSource(blocks),
+        vad,
+        ScriptedRecognizer([]),
+        ListOutput(),
+        RecoveringRunner(host, RecoveryTracker(), events, clock),
+        events,
+        Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
+        settings=settings.vad,
+    )
     pipeline.warm_up()  # its one VAD call is not a block of the stream
-    pipeline._vad = vad
-    pipeline._gate = 10 ** (VadSettings(energy_gate_dbfs=-120.0).energy_gate_dbfs / 10)
+    warm_up_calls = vad.calls
     run_all(pipeline)
-    assert vad.calls == len(blocks)
+    assert vad.calls - warm_up_calls == len(blocks)
+    assert pipeline.gated_blocks == 0
 
 
 class Warmable(ScriptedRecognizer):

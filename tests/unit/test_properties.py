@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import attrs
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from swictation.application.config import GuardConfig
@@ -17,6 +17,7 @@ from swictation.domain.model import (
     ModelState,
     Observation,
     Placement,
+    Thresholds,
     Tuning,
 )
 from swictation.domain.policy import GuardPolicy
@@ -85,6 +86,7 @@ def run(
 
 
 MODELS = {"stt": 3000.0, "helper": 900.0, "vad": 2.0}
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @settings(max_examples=150, deadline=None)
@@ -181,11 +183,16 @@ def test_never_two_moves_of_one_model_at_once(plan, pins):
 
 
 @settings(max_examples=100, deadline=None)
-@given(segments, st.frozensets(st.integers(0, 400), min_size=1, max_size=3))
-def test_a_pinned_model_is_never_restored_before_its_cooldown(plan, pins):
+@given(segments, st.data())
+def test_a_pinned_model_is_never_restored_before_its_cooldown(plan, data):
+    # The guard polls at least every interval_s (2 s) from t = 0, so a run of D seconds has
+    # at least D / 2 steps: pins drawn among those land inside the run, every example.
+    steps = max(1, int(sum(length for length, _ in plan) / 2))
+    pins = data.draw(st.frozensets(st.integers(0, steps - 1), min_size=1, max_size=3))
     tuning = Tuning(fallback_cooldown_s=20.0)
     recording = run(plan, MODELS, pins, tuning)
     pinned_at: float | None = None
+    checked = 0
     for i, (observation, decision) in enumerate(recording.seen):
         if i in pins:
             pinned_at = observation.t
@@ -193,3 +200,15 @@ def test_a_pinned_model_is_never_restored_before_its_cooldown(plan, pins):
         if pinned_at is not None and observation.t - pinned_at < 20.0:
             assert residency["stt"] == "PINNED_CPU"
             assert all(a.model != "stt" for a in decision.actions)
+            checked += 1
+            sample = observation.sample
+            if isinstance(sample, MemorySample) and decision.level < Level.EMERGENCY:
+                room = DEFAULT_THRESHOLDS.restore_room(
+                    sample.used_mib + MODELS["stt"], sample.total_mib
+                )
+                if room:
+                    event("a restore would have had room inside the cooldown")
+    ended = recording.seen[-1][1].level
+    # Only SHUTDOWN (the simulation stops there) may end a run before its first pin.
+    assert pinned_at is not None or ended is Level.SHUTDOWN
+    assert checked or ended is Level.SHUTDOWN

@@ -1,0 +1,141 @@
+"""What one daemon process hands the next when it re-executes itself (a SIGHUP, giving up the
+GPU, taking it back): the GPU mode to start in, the replayed trace's time origin, how much
+of an audio file was heard, and the control-socket lock's descriptor; carried in one
+environment variable. (The flight recorder starts a new run at each start, as after any
+restart; replay lays the runs end to end.) And the stop at a gap in speech that comes
+before a re-execution."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+
+import attrs
+import cattrs
+
+from swictation.domain.gpu_mode import GpuMode, Tenure
+from swictation.ports import AudioBlock, AudioSource, CaptureHealth
+
+log = logging.getLogger("swictation")
+
+ENV = "SWICTATION_HANDOVER"
+
+_converter = cattrs.Converter()
+_converter.register_unstructure_hook(GpuMode, lambda mode: mode.value)
+_converter.register_structure_hook(GpuMode, lambda value, _kind: GpuMode(value))
+
+
+@attrs.frozen
+class Handover:
+    """Times are seconds on CLOCK_MONOTONIC, which is the same for every process of the
+    system, so a clock carried across the re-execution goes on where it was."""
+
+    tenure: Tenure = attrs.field(factory=Tenure)
+    trace_origin: float | None = None  # when the replayed trace began
+    audio_offset: int = 0  # samples of --audio-file heard before
+    lock_fd: int | None = None  # the control socket's flock, inherited across exec
+
+    def encode(self) -> str:
+        return json.dumps(_converter.unstructure(self), separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> Handover:
+        """ValueError, in words, for anything that is not a handover."""
+        try:
+            return _converter.structure(json.loads(text), cls)
+        except (ValueError, TypeError, cattrs.BaseValidationError) as error:
+            raise ValueError(f"{ENV} is not a handover: {error}") from None
+
+
+def take_handover(environ: MutableMapping[str, str]) -> Handover | None:
+    """The handover from the process this one replaced, removed from the environment (so a
+    program this one starts never sees it); None for a fresh start."""
+    text = environ.pop(ENV, None)
+    if text is None:
+        return None
+    try:
+        return Handover.decode(text)
+    except ValueError as error:
+        log.warning("%s; starting afresh", error)
+        return None
+
+
+def wall_clock(monotonic_t: float) -> float:
+    """A time on the monotonic clock as seconds since the epoch."""
+    return time.time() - (time.monotonic() - monotonic_t)
+
+
+class GapStop(AudioSource):
+    """Wraps the audio source: once armed, capture ends at the first gap in speech (after
+    the pipeline has listened to the block that ended the speech), so an utterance is never
+    cut by a re-execution; after `max_wait_s` of unbroken speech it ends anyway (the open
+    speech is then cut and transcribed, as at any stop)."""
+
+    def __init__(self, source: AudioSource, max_wait_s: float = 60.0) -> None:
+        self._source = source
+        self._max_wait_s = max_wait_s
+        self._lock = threading.Lock()
+        self._armed: Callable[[], None] | None = None
+        self._armed_at = 0.0
+        self._in_speech: Callable[[], bool] = lambda: False
+        self.stopped = False
+
+    def bind(self, in_speech: Callable[[], bool]) -> None:
+        self._in_speech = in_speech
+
+    def arm(self, at_gap: Callable[[], None]) -> None:
+        """`at_gap()` is called on the capture thread when capture ends at the gap."""
+        with self._lock:
+            if self._armed is None:
+                self._armed_at = time.monotonic()
+            self._armed = at_gap
+
+    def disarm(self) -> bool:
+        """False when too late: capture has already ended at a gap."""
+        with self._lock:
+            self._armed = None
+            return not self.stopped
+
+    @property
+    def armed(self) -> bool:
+        return self._armed is not None
+
+    def blocks(self) -> Iterator[AudioBlock]:
+        for block in self._source.blocks():
+            yield block
+            # Back here once the pipeline has listened to `block`.
+            if self._armed is not None and self._at_gap():
+                return
+
+    def _at_gap(self) -> bool:
+        waited = time.monotonic() - self._armed_at
+        if self._in_speech() and waited < self._max_wait_s:
+            return False
+        with self._lock:
+            at_gap = self._armed
+            if at_gap is None:
+                return False
+            self.stopped = True
+        if waited >= self._max_wait_s:
+            log.warning("no gap in speech for %.0f s: cutting the speech in progress", waited)
+        at_gap()
+        return True
+
+    @property
+    def position(self) -> int | None:
+        """The next sample of a file to be read (None for a live source)."""
+        value = getattr(self._source, "position", None)
+        return value if isinstance(value, int) else None
+
+    def close(self) -> None:
+        self._source.close()
+
+    def health(self) -> CaptureHealth:
+        return self._source.health()
+
+    def describe(self) -> str:
+        describe = getattr(self._source, "describe", None)
+        return str(describe()) if describe is not None else type(self._source).__name__
