@@ -316,9 +316,10 @@ class Daemon:
             self.lines.append(line)
             self.log.write(line)
             self.log.flush()
-            if "re-executing on the" in line:
+            if "stopping: re-executing on the" in line:  # capture stops here
                 left_at = _stamp(line)
-                self.reexecs.append(left_at)
+            elif "re-executed: running on the" in line:
+                self.reexecs.append(_stamp(line))
             elif "listening:" in line:
                 at = _stamp(line)
                 if not self.segments:
