@@ -57,10 +57,11 @@ def release_memory(aggressive: bool = False) -> CleanupResult:
 
     WARNING: a collection of the young generations (a full one takes ~0.1 s of CPU with the
     models loaded, and WARNING repeats it for as long as it lasts) and `empty_cache`.
-    CRITICAL (aggressive): three full passes, `empty_cache`, `ipc_collect` and a
-    peak-statistics reset.
+    CRITICAL (aggressive): full passes until one finds nothing (what finalizers let go is
+    found by the next; at most three), `empty_cache`, `ipc_collect` and a peak-statistics
+    reset.
     """
-    collected = sum(gc.collect() for _ in range(3)) if aggressive else gc.collect(1)
+    collected = gc.collect(1) if not aggressive else _full_collections(3)
     try:
         torch = _torch()
     except ImportError:
@@ -76,3 +77,13 @@ def release_memory(aggressive: bool = False) -> CleanupResult:
     return CleanupResult(
         freed, f"gc: {collected} objects; released {freed:.1f} MiB of cache", collected
     )
+
+
+def _full_collections(most: int) -> int:
+    found = 0
+    for _ in range(most):
+        this = gc.collect()
+        found += this
+        if this == 0:
+            break
+    return found

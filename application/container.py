@@ -145,12 +145,12 @@ def _silero_residency() -> Any:
     return OnnxResidency()  # onnxruntime on one thread: nearly free while the room is quiet
 
 
-def _whisper_residency(model: str | None, device: str) -> Any:
+def _whisper_residency(model: str | None, device: str, compute_type: str = "auto") -> Any:
     _needs("faster_whisper", "whisper", "--stt whisper")
     from swictation.adapters.whisper_stt import whisper_residency
 
     # A CTranslate2 model is built on its device; offloading is handled by its residency.
-    return whisper_residency(model, device)
+    return whisper_residency(model, device, compute_type)
 
 
 def _nemo_residency(model: str | None) -> Any:
@@ -278,6 +278,16 @@ def _file_output(path: str | None) -> FileOutput:
     return FileOutput(path)
 
 
+def _holds_gpu(on_gpu: bool, on_shutdown: str, host: str, device: Callable[[], str]) -> bool:
+    """Whether this process may hold the GPU: not after giving it up, and not when its models
+    run on the CPU anyway (`--device cpu`, or no CUDA); a GPU simulated under `--probe trace`
+    is held. Off the GPU the guard only watches: there is nothing of ours to give up. With
+    `on_shutdown = "exit"` the original behaviour stays whole (a SHUTDOWN whatever the device)."""
+    if not on_gpu:
+        return False
+    return on_shutdown == "exit" or host != "real" or device() == "cuda"
+
+
 def _socket_lock(socket: str | None, inherited_fd: int | None = None) -> Iterator[SocketLock]:
     """The one-daemon-per-socket lock: taken, or inherited from the process this one
     replaced (so the lock is never free while the daemon re-executes itself)."""
@@ -391,6 +401,7 @@ class DaemonParts:
     present: Callable[[str, Mapping[str, Any]], str] = status_line
     gap: GapStop | None = None  # the capture that ends at a gap in speech, to re-execute
     start_time: float = 0.0  # the flight recorder's t = 0
+    listening: bool = True  # False: toggled off before this process's re-execution
 
     def notify(self, state: str) -> None:
         notify(state)
@@ -438,7 +449,9 @@ class Container(containers.DeclarativeContainer):
     vad_model = providers.Selector(config.run.vad, silero=providers.Singleton(_silero_residency))
     stt_model = providers.Selector(
         config.stt.engine,
-        whisper=providers.Singleton(_whisper_residency, config.stt.model, device),
+        whisper=providers.Singleton(
+            _whisper_residency, config.stt.model, device, config.stt.compute_type
+        ),
         nemo=providers.Singleton(_nemo_residency, config.stt.model),
     )
     models = providers.Resource(_loaded_models, vad_model, stt_model, device)
@@ -479,9 +492,12 @@ class Container(containers.DeclarativeContainer):
         ),
         replay=providers.Singleton(ResidentModelsProbe, trace_row, host),
     )
+    holds_gpu = providers.Callable(
+        _holds_gpu, config.run.on_gpu, config.run.on_shutdown, config.run.host, device.provider
+    )
     policy = providers.Selector(
         config.guard.policy,
-        default=providers.Singleton(GuardPolicy, thresholds, tuning, config.run.on_gpu),
+        default=providers.Singleton(GuardPolicy, thresholds, tuning, holds_gpu),
         legacy=providers.Singleton(LegacyPolicy),
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
@@ -587,6 +603,7 @@ class Container(containers.DeclarativeContainer):
             status_line,
             gap,
             start_time,
+            config.run.listening,
         ),
     )
     # One daemon per socket: the lock is taken before any model loads and held to the end.
@@ -645,6 +662,7 @@ def _run(mode: str, **overrides: Any) -> dict[str, Any]:
         "trace_origin": None,
         "audio_offset": 0,
         "lock_fd": None,
+        "listening": True,
         **overrides,
     }
 
@@ -674,6 +692,7 @@ def daemon_container(settings: DaemonSettings, handover: Handover | None = None)
         trace_origin=handover.trace_origin,
         audio_offset=handover.audio_offset,
         lock_fd=handover.lock_fd,
+        listening=handover.listening,
     )
     container = Container(settings=settings)
     container.config.from_dict(plain)

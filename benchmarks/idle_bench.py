@@ -115,6 +115,53 @@ def idle(seconds: float = 20.0, dbfs: float = -70.0, held: str | None = None) ->
     }
 
 
+def microphone_idle(seconds: float = 40.0) -> dict[str, float]:
+    """The same, through the microphone: a private PulseAudio server (tests/sound_server.py)
+    whose default source is the monitor of a silent sink, read by PortAudio."""
+    sys.path.insert(0, str(ROOT))
+    from tests.sound_server import SoundServer, why_unavailable
+
+    reason = why_unavailable()
+    if reason is not None:
+        raise RuntimeError(reason)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = SoundServer(Path(tmp) / "server")
+        server.start()
+        try:
+            run = Started(
+                "--probe", "host", "--spool-dir", str(Path(tmp) / "spool"),
+                "--socket", str(Path(tmp) / "control.sock"),
+                env=server.client_env(),
+            )  # fmt: skip
+            try:
+                run.wait_for("listening on ")
+                time.sleep(2.0)
+                pid = run.process.pid
+                cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+                time.sleep(seconds)
+                cpu1, wall1 = cpu_seconds(pid), time.monotonic()
+                rss = rss_mib(pid)
+            finally:
+                run.stop()
+        finally:
+            server.stop()
+    return {
+        "cpu": (cpu1 - cpu0) / (wall1 - wall0),
+        "rss_mib": rss,
+        "seconds": wall1 - wall0,
+        "load": os.getloadavg()[0],
+    }
+
+
+def microphone_row() -> tuple[str, str]:
+    got = microphone_idle()
+    return (
+        "listening to the microphone's silence (PulseAudio, no file)",
+        f"{got['cpu']:.2%}, {got['rss_mib']:.0f} MiB (over {got['seconds']:.0f} s, "
+        f"load {got['load']:.1f})",
+    )
+
+
 def _pressure(events: Path) -> tuple[str, int]:
     """The level the guard holds and how many cleanups it has run so far."""
     import json
@@ -186,15 +233,17 @@ def main() -> list[tuple[str, str]]:
             "first utterance after start vs the next ones (STT time)",
             f"{first['first']:.2f} s vs {first['others']:.2f} s",
         ),
+        microphone_row(),
         held_row("WARNING"),
         held_row("CRITICAL"),
     ]
 
 
 if __name__ == "__main__":
-    if sys.argv[1:]:  # e.g. `idle_bench.py WARNING CRITICAL`: those rows alone
-        for level in sys.argv[1:]:
-            print("{:<58} {}".format(*held_row(level)))
+    if sys.argv[1:]:  # e.g. `idle_bench.py WARNING CRITICAL microphone`: those rows alone
+        for which in sys.argv[1:]:
+            row = microphone_row() if which == "microphone" else held_row(which)
+            print("{:<58} {}".format(*row))
         sys.exit(0)
     for name, value in main():
         print(f"{name:<58} {value}")

@@ -14,6 +14,7 @@ import advise_bench
 import cpu_mode_bench
 import daemon_bench
 import idle_bench
+import latency
 import memory_bench
 import mic_bench
 import replay_bench
@@ -25,6 +26,7 @@ BENCHES = {
     "daemon": daemon_bench.main,
     "idle": idle_bench.main,
     "mic": mic_bench.main,
+    "latency": latency.main,
     "cpu_mode": cpu_mode_bench.main,
 }
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import attrs
-from transitions import EventData, Machine
+from transitions import EventData
 
 from swictation.domain.model import MemorySample, ModelState, Thresholds
+from swictation.domain.transition_table import table_machine, triggers
 
 # A return that ends in another give-up sooner than this many return waits doubles the next
 # wait (a game in its menu for two minutes, then playing again), up to MAX_BACKOFF_FACTOR.
@@ -35,7 +35,7 @@ TRANSITIONS: tuple[tuple[str, tuple[GpuMode, ...], GpuMode], ...] = (
     ("room_held", (_M.ON_CPU,), _M.RETURNING),
     ("room_lost", (_M.RETURNING,), _M.ON_CPU),
 )
-TRIGGERS = tuple(dict.fromkeys(name for name, _, _ in TRANSITIONS))
+TRIGGERS = triggers(TRANSITIONS)
 
 
 @attrs.frozen
@@ -107,25 +107,8 @@ class GpuModeMachine:
             "room_held": [self._on_return],
             "room_lost": [self._on_room_lost],
         }
-        transitions: list[dict[str, Any]] = [
-            {
-                "trigger": trigger,
-                "source": [s.value for s in sources],
-                "dest": dest.value,
-                "conditions": conditions.get(trigger, []),
-                "before": before.get(trigger, []),
-            }
-            for trigger, sources, dest in TRANSITIONS
-        ]
-        transitions += [{"trigger": t, "source": "*", "dest": None} for t in TRIGGERS]
-        self._machine = Machine(
-            model=self,
-            states=[s.value for s in GpuMode],
-            transitions=transitions,
-            initial=self._mode.value,
-            auto_transitions=False,
-            send_event=True,
-            after_state_change=[self._entered],
+        self._machine = table_machine(
+            self, GpuMode, TRANSITIONS, self._mode, self._entered, conditions, before
         )
 
     @property

@@ -8,9 +8,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from transitions import EventData, Machine
+from transitions import EventData
 
 from swictation.domain.model import Placement, Tuning
+from swictation.domain.transition_table import table_machine, triggers
 
 
 class Residency(enum.Enum):
@@ -40,7 +41,7 @@ TRANSITIONS: tuple[tuple[str, tuple[Residency, ...], Residency], ...] = (
     ("appeared_on_gpu", (_S.ON_CPU, _S.CPU_ONLY), _S.ON_GPU),
     ("left_gpu", (_S.ON_GPU, _S.SETTLING), _S.ON_CPU),
 )
-TRIGGERS = tuple(dict.fromkeys(name for name, _, _ in TRANSITIONS))
+TRIGGERS = triggers(TRANSITIONS)
 
 
 class ModelResidency:
@@ -77,25 +78,8 @@ class ModelResidency:
             "pressure_returned": [self._back_off],
             "settled": [self._forget_backoff],
         }
-        transitions: list[dict[str, Any]] = [
-            {
-                "trigger": trigger,
-                "source": [s.value for s in sources],
-                "dest": dest.value,
-                "conditions": conditions.get(trigger, []),
-                "before": before.get(trigger, []),
-            }
-            for trigger, sources, dest in TRANSITIONS
-        ]
-        transitions += [{"trigger": t, "source": "*", "dest": None} for t in TRIGGERS]
-        self._machine = Machine(
-            model=self,
-            states=[s.value for s in Residency],
-            transitions=transitions,
-            initial=initial.value,
-            auto_transitions=False,
-            send_event=True,
-            after_state_change=[self._entered],
+        self._machine = table_machine(
+            self, Residency, TRANSITIONS, initial, self._entered, conditions, before
         )
 
     @property

@@ -1,10 +1,15 @@
 """Cuts a stream of voice probabilities into utterances: hysteresis on the probability, a
 minimum silence to end one, padding around speech, and a maximum length that splits long
-speech so memory stays bounded. Works in sample counts; holds no audio."""
+speech so memory stays bounded. Works in sample counts; holds no audio.
+
+The Endpointer adds speculative endpointing on top: a pause shorter than the one that ends
+an utterance already starts its transcription (`Speculate`), which is used if the pause is
+confirmed (`Deliver` with `speculated`) and thrown away if speech resumes (`Discard`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, TypeAlias
 
 import attrs
 from attrs import field, validators
@@ -29,6 +34,12 @@ class VadSettings:
     max_utterance_s: float = field(default=20.0, validator=_within(2.0, 120.0))
     # Blocks quieter than this (RMS, dB below full scale) are silence without asking the VAD.
     energy_gate_dbfs: float = field(default=-60.0, validator=_within(-120.0, 0.0))
+    # A pause this long starts transcribing the utterance so far (0: off). Never earlier than
+    # speech_pad_s, so the advance transcription hears exactly what the final one would.
+    speculate_after_s: float = field(default=0.25, validator=_within(0.0, 10.0))
+    # A pause this long already ends an utterance whose advance transcript ends a sentence
+    # (. ? !); what follows is a new utterance. 0: off (only min_silence_s ends one).
+    sentence_end_s: float = field(default=0.0, validator=_within(0.0, 10.0))
 
 
 @attrs.frozen
@@ -48,6 +59,7 @@ class Segmenter:
         self._min_silence = int(s.min_silence_s * rate)
         self._min_speech = int(s.min_speech_s * rate)
         self._max = int(s.max_utterance_s * rate)
+        self._rate = rate
         self._start: int | None = None  # first sample of speech in the open utterance
         self._last_voice = 0  # end of the last block that was speech
         self._voiced = 0  # voiced samples in the open utterance
@@ -64,6 +76,11 @@ class Segmenter:
     @property
     def position(self) -> int:
         return self._position
+
+    @property
+    def silence(self) -> int:
+        """Samples since the last voiced block of the open utterance (0 when none is open)."""
+        return 0 if self._start is None else self._position - self._last_voice
 
     def open_start(self) -> int | None:
         """Where the utterance in progress begins (with padding), if one is open."""
@@ -108,6 +125,31 @@ class Segmenter:
             self._continued = True
         return done
 
+    def speculation(self) -> Span | None:
+        """The span that ends the open utterance if the pause under way is confirmed; None
+        while speech goes on, before the pause reaches `speculate_after_s` (and the padding
+        after the speech is all heard), or when the close would keep nothing."""
+        s = self.settings
+        if self._start is None or s.speculate_after_s <= 0:
+            return None
+        end = self._last_voice + self._pad
+        silence = self._position - self._last_voice
+        if silence < s.speculate_after_s * self._rate or self._position < end:
+            return None
+        if self._voiced == 0 or (self._voiced < self._min_speech and not self._continued):
+            return None
+        start = self.open_start()
+        assert start is not None
+        return Span(start, end)
+
+    def commit(self, span: Span) -> Span | None:
+        """End the open utterance at `span` now (its advance transcript ended a sentence);
+        what follows is a new utterance. None when `span` is no longer the one that would end
+        it (speech resumed, or it was closed)."""
+        if self.speculation() != span:
+            return None
+        return self._close(span.end)
+
     def flush(self) -> list[Span]:
         """End of stream: speech not yet ended is an utterance, not discarded."""
         if self._start is None:
@@ -127,3 +169,108 @@ class Segmenter:
             return None  # a click or a cough, not speech
         self._floor = end
         return Span(start, end)
+
+
+# -- speculative endpointing ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Speculate:
+    """Transcribe `span` now, in advance: the pause after it may end the utterance."""
+
+    span: Span
+
+
+@attrs.frozen
+class Discard:
+    """The advance transcription of `span` is wasted: speech went on."""
+
+    span: Span
+
+
+@attrs.frozen
+class Deliver:
+    """`span` is an utterance: its text is typed. `speculated`: its advance transcription
+    (of exactly this span) is already asked for and is used instead of a new one."""
+
+    span: Span
+    speculated: bool = False
+
+
+Action: TypeAlias = Speculate | Discard | Deliver
+
+_SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether a transcript ends a sentence (. ? ! and any closing quote or bracket)."""
+    return bool(_SENTENCE_END.search(text.strip()))
+
+
+class Endpointer:
+    """A Segmenter with speculative endpointing; returns what to do as actions (data).
+
+    Each Speculate is answered by exactly one Discard or Deliver(speculated=True) of the same
+    span; delivered spans never overlap, so no audio is typed twice, and none is lost."""
+
+    def __init__(self, settings: VadSettings | None = None, rate: int = SAMPLE_RATE) -> None:
+        self.segmenter = Segmenter(settings, rate)
+        self._speculated: Span | None = None
+        self._sentence_end = int(self.segmenter.settings.sentence_end_s * rate)
+        self._ends_sentence = False  # the advance transcript of _speculated ends a sentence
+
+    @property
+    def settings(self) -> VadSettings:
+        return self.segmenter.settings
+
+    @property
+    def speculating(self) -> Span | None:
+        return self._speculated
+
+    def push(self, samples: int, probability: float) -> list[Action]:
+        return self._ended(self._after(self.segmenter.push(samples, probability)))
+
+    def flush(self) -> list[Action]:
+        return self._after(self.segmenter.flush())
+
+    def reset(self, position: int) -> list[Action]:
+        """As Segmenter.reset: open speech is forgotten (its advance work with it)."""
+        self.segmenter.reset(position)
+        return self._after([])
+
+    def sentence_ended(self, span: Span) -> list[Action]:
+        """The advance transcript of `span` ends a sentence: with `sentence_end_s`, the
+        utterance ends once the pause reaches it (now, if it has), unless speech resumes."""
+        if self._sentence_end <= 0 or span != self._speculated:
+            return []
+        self._ends_sentence = True
+        return self._ended([])
+
+    def _ended(self, actions: list[Action]) -> list[Action]:
+        span = self._speculated
+        if span is None or not self._ends_sentence:
+            return actions
+        if self.segmenter.silence < self._sentence_end:
+            return actions
+        closed = self.segmenter.commit(span)
+        return actions + self._after([closed] if closed is not None else [])
+
+    def _after(self, spans: list[Span]) -> list[Action]:
+        actions: list[Action] = []
+        for span in spans:
+            speculated = span == self._speculated
+            if self._speculated is not None and not speculated:
+                actions.append(Discard(self._speculated))
+            if speculated or self._speculated is not None:
+                self._speculated = None
+                self._ends_sentence = False
+            actions.append(Deliver(span, speculated))
+        wanted = self.segmenter.speculation()
+        if wanted != self._speculated:
+            if self._speculated is not None:
+                actions.append(Discard(self._speculated))
+            if wanted is not None:
+                actions.append(Speculate(wanted))
+            self._speculated = wanted
+            self._ends_sentence = False
+        return actions

@@ -52,3 +52,44 @@ sox "$tmp/lead.wav" "$tmp/a.wav" "$tmp/gap.wav" "$tmp/b.wav" "$tmp/gap.wav" "$fi
 espeak-ng -v en-us -s 150 -w "$tmp/raw.wav" "Good morning. Please open a new document."
 sox "$tmp/raw.wav" -r 48000 -c 2 -b 16 "$fixtures/stereo-48k.wav"
 sox "$fixtures/voice-us.wav" "$fixtures/voice-us.flac"
+
+# Held-out speech: sentences and a voice that nothing was tuned on (the latency benchmark's
+# accuracy check), with commas that make short pauses and sentence pauses of 1.0 to 1.8 s.
+heldout=()
+pauses=(1.0 1.3 1.8 1.1 1.5)
+i=0
+while IFS= read -r sentence; do
+    say en-us+m3 165 "$sentence" "$tmp/h$i.wav"
+    silence "${pauses[$i]}" "$tmp/hp$i.wav"
+    heldout+=("$tmp/h$i.wav" "$tmp/hp$i.wav")
+    i=$((i + 1))
+done <<'TEXT'
+Please book a table for dinner on Friday evening.
+The train to the airport leaves every hour, so we should not be late.
+Can you check whether the printer on the second floor is working again?
+I think the new version of the app is much faster than the old one.
+Call me back when you have finished reading the contract.
+TEXT
+silence 0.4 "$tmp/lead.wav"
+sox "$tmp/lead.wav" "${heldout[@]}" "$audio/heldout.wav"
+
+# Hesitant speech: each sentence has a pause in the middle (0.45 to 0.7 s heard, with the
+# 0.35 s of quiet espeak-ng leaves after each fragment; shorter than the 0.8 s that ends an
+# utterance), where a dictation must not cut it.
+hesitant=()
+i=0
+while IFS='|' read -r first second pause; do
+    say en-us+m3 160 "$first" "$tmp/ha$i.wav"
+    say en-us+m3 160 "$second" "$tmp/hb$i.wav"
+    silence "$pause" "$tmp/hm$i.wav"
+    silence 1.4 "$tmp/he$i.wav"
+    hesitant+=("$tmp/ha$i.wav" "$tmp/hm$i.wav" "$tmp/hb$i.wav" "$tmp/he$i.wav")
+    i=$((i + 1))
+done <<'TEXT'
+I would like to order|a large pizza with mushrooms.|0.25
+When you get home|please feed the cat.|0.15
+The package should arrive|sometime next week.|0.3
+Let me know|if you need anything else.|0.1
+TEXT
+silence 0.4 "$tmp/lead.wav"
+sox "$tmp/lead.wav" "${hesitant[@]}" "$audio/hesitant.wav"

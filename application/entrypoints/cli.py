@@ -137,19 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "show the daemon's state"),
         ("stop", "stop listening (the daemon keeps running)"),
     ):
-        control = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.")
-        control.add_argument("--json", action="store_true", help="print the JSON reply")
-        control.add_argument("--socket", help="the daemon's control socket")
-    reset = sub.add_parser(
+        _control_command(sub, name, text)
+    reset = _control_command(
+        sub,
         "reset",
-        help="end a model's CPU fallback now",
-        description="End a model's CPU fallback after CUDA errors; it returns to the GPU when "
-        "there is room.",
+        "end a model's CPU fallback now",
+        "End a model's CPU fallback after CUDA errors; it returns to the GPU when there is room.",
     )
     reset.add_argument("model", help="the model's name, e.g. stt")
-    reset.add_argument("--json", action="store_true", help="print the JSON reply")
-    reset.add_argument("--socket", help="the daemon's control socket")
     return parser
+
+
+def _control_command(
+    sub: Any, name: str, text: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A command sent to the running daemon over its control socket."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name, help=text, description=description or f"{text[0].upper()}{text[1:]}."
+    )
+    command.add_argument("--json", action="store_true", help="print the JSON reply")
+    command.add_argument("--socket", help="the daemon's control socket")
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,6 +399,7 @@ def _reexec(handover: Any) -> None:
     """SIGHUP, giving up the GPU, taking it back: the same program with the same arguments
     (the configuration read anew, the control socket path the same), handed what it needs
     in its environment; the queue is in the spool."""
+    from swictation.application.services.daemon import EXIT_FAILURE
     from swictation.application.services.handover import ENV
 
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
@@ -399,7 +408,11 @@ def _reexec(handover: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[ENV] = handover.encode()
-    os.execv(sys.executable, [sys.executable, *argv[1:]])
+    try:
+        os.execv(sys.executable, [sys.executable, *argv[1:]])
+    except OSError as error:  # the queue is in the spool: a supervisor's restart loses nothing
+        print(f"swictationd: error: cannot re-execute {sys.executable}: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
 
 
 def _plain(error: BaseException) -> str:

@@ -49,6 +49,9 @@ class Daemon:
         if self.gap is not None:
             self.gap.bind(lambda: self.pipeline.in_speech)
         self.guard.on_mode_change = self.change_mode
+        if not getattr(parts, "listening", True):
+            self.pipeline.enabled.clear()  # toggled off before a re-execution: still off
+            log.warning("not listening (toggled off before the re-execution)")
         self._began = time.monotonic()
         self._fed = True
         self.watch_ticks = 0
@@ -232,7 +235,9 @@ class Daemon:
         def reload(_signum: int, _frame: Any) -> None:
             # A file run stops in order instead: a file is not a session to reconfigure.
             if not self.settings.audio_file:
-                self.reexec = self._handover(self.tenure)
+                # A change of GPU mode already decided is carried out by this restart too.
+                pending = self.guard.gpu_mode.change if self.guard.gpu_mode else None
+                self.reexec = self._handover(self.tenure if pending is None else pending.tenure)
             self._signalled = "SIGHUP"
             self.stop(
                 "SIGHUP received: restarting to reload the configuration"
@@ -286,6 +291,7 @@ class Daemon:
             tenure,
             trace_origin=None if origin is None else float(origin),
             audio_offset=heard or 0,
+            listening=self.pipeline.enabled.is_set(),
         )
 
     def run(self) -> int:
@@ -303,6 +309,8 @@ class Daemon:
             self._watch(capture)
         finally:
             parts.notify("STOPPING=1" if not self.restart_requested else "RELOADING=1")
+            if self.restart_requested and parts.watchdog_s:
+                parts.notify("WATCHDOG=1")  # a full watchdog period for the new image's start
             self.pipeline.stop_capture()
             capture.join()
             self._finish()

@@ -1,9 +1,9 @@
 """What one daemon process hands the next when it re-executes itself (a SIGHUP, giving up the
 GPU, taking it back): the GPU mode to start in, the replayed trace's time origin, how much
-of an audio file was heard, and the control-socket lock's descriptor; carried in one
-environment variable. (The flight recorder starts a new run at each start, as after any
-restart; replay lays the runs end to end.) And the stop at a gap in speech that comes
-before a re-execution."""
+of an audio file was heard, whether dictation was toggled off, and the control-socket
+lock's descriptor; carried in one environment variable. (The flight recorder starts a new
+run at each start, as after any restart; replay lays the runs end to end.) And the stop at
+a gap in speech that comes before a re-execution."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Handover:
     trace_origin: float | None = None  # when the replayed trace began
     audio_offset: int = 0  # samples of --audio-file heard before
     lock_fd: int | None = None  # the control socket's flock, inherited across exec
+    listening: bool = True  # toggled off stays off: a re-execution never turns the mic on
 
     def encode(self) -> str:
         return json.dumps(_converter.unstructure(self), separators=(",", ":"))

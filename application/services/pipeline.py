@@ -9,6 +9,11 @@ stop, a crash or a re-execution loses at most the last second; a restart transcr
 was left, one file at a time: before any newer speech when it is short (the words are typed
 in the order they were said), beside live speech when it is long (never holding live speech
 back by more than one utterance).
+
+Speculative endpointing (vad.speculate_after_s): the Endpointer in the domain decides; here a
+short pause queues an advance transcription of the utterance so far, which the utterance
+uses when the pause is confirmed and which is thrown away (skipped, if it has not started)
+when speech resumes. Only a delivered utterance is typed, once.
 """
 
 from __future__ import annotations
@@ -31,7 +36,17 @@ from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
 from swictation.domain.model import Event
-from swictation.domain.segmenter import SAMPLE_RATE, Segmenter, Span, VadSettings
+from swictation.domain.segmenter import (
+    SAMPLE_RATE,
+    Action,
+    Deliver,
+    Discard,
+    Endpointer,
+    Span,
+    Speculate,
+    VadSettings,
+    ends_sentence,
+)
 from swictation.ports import (
     AudioBlock,
     AudioSource,
@@ -56,10 +71,53 @@ class Utterance:
     speech_end_wall: float | None = None  # when its last voiced sample was heard (live/paced)
     spooled: Path | None = None  # its file in the spool (written when it was queued)
     from_backlog: bool = False  # left by an earlier run
+    advance: Advance | None = None  # its transcription, asked for during the pause
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / RATE
+
+
+class Advance:
+    """A speculative transcription of `span`: queued, run by the speech-to-text worker, then
+    either used by the utterance it became or thrown away (once, whichever comes first)."""
+
+    def __init__(self, span: Span, samples: Any) -> None:
+        self.span = span
+        self.samples = samples
+        self.text: str | None = None
+        self.stt_s = 0.0
+        self.ends_sentence = False
+        self.reported = False  # its sentence end was told to the endpointer
+        self.finished = threading.Event()  # transcribed (or failed)
+        self._lock = threading.Lock()
+        self._state = "queued"  # running, done
+        self._cancelled = False
+
+    def start(self) -> bool:
+        """The worker takes it: False when it was thrown away while queued."""
+        with self._lock:
+            if self._cancelled:
+                return False
+            self._state = "running"
+            return True
+
+    def finish(self, text: str | None, stt_s: float) -> bool:
+        """Its result; True when it was thrown away while running (the work is wasted)."""
+        with self._lock:
+            self.text, self.stt_s = text, stt_s
+            self._state = "done"
+            self.finished.set()
+            return self._cancelled
+
+    def cancel(self) -> str | None:
+        """Speech resumed: returns what the work had come to (queued: skipped; running: the
+        worker counts it when it ends; done: wasted), None if already cancelled."""
+        with self._lock:
+            if self._cancelled:
+                return None
+            self._cancelled = True
+            return self._state
 
 
 @attrs.define
@@ -75,6 +133,12 @@ class Stats:
     rejected_blocks: int = 0  # NaN or Inf samples, never fed to a model
     undelivered: int = 0
     undelivered_file: str | None = None
+    speculations: int = 0  # advance transcriptions asked for
+    speculations_run: int = 0  # transcribed in advance (used, wasted or still waiting)
+    speculations_used: int = 0
+    speculations_wasted: int = 0  # run, then thrown away: speech resumed
+    speculations_skipped: int = 0  # thrown away before they ran
+    speculation_wasted_s: float = 0.0  # speech-to-text time thrown away
 
     def percentiles(self, values: list[float] | None = None) -> tuple[float, float] | None:
         values = self.latencies if values is None else values
@@ -125,7 +189,9 @@ class DictationPipeline:
         self._runner = runner
         self._events = events
         self._spool = spool
-        self._segmenter = Segmenter(settings or VadSettings(), RATE)
+        self._endpointer = Endpointer(settings or VadSettings(), RATE)
+        self._segmenter = self._endpointer.segmenter
+        self._advance: dict[Span, Advance] = {}  # asked for, not yet used or thrown away
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0
@@ -141,7 +207,7 @@ class DictationPipeline:
             first_retry_s=retry_s[0],
             max_retry_s=retry_s[1],
         )
-        self._queue: queue.Queue[Utterance | None] = queue.Queue()
+        self._queue: queue.Queue[Utterance | Advance | None] = queue.Queue()
         self._backlog: list[Path] = []
         self._backlog_lock = threading.Lock()
         self._backlog_in_order_s = backlog_in_order_s
@@ -188,7 +254,9 @@ class DictationPipeline:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize() + len(self._backlog)
+        with self._queue.mutex:  # advance transcriptions are work, not utterances waiting
+            waiting = sum(isinstance(item, Utterance) for item in self._queue.queue)
+        return waiting + len(self._backlog)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -276,9 +344,9 @@ class DictationPipeline:
             self.workers.error("capture", "audio with NaN or Inf samples")
             block = AudioBlock(block.t, np.zeros_like(block.samples), block.rate)
         self._blocks.append(block)
+        self._sentence_ended()
         probability = self._probability(block)
-        for span in self._segmenter.push(len(block.samples), probability):
-            self._enqueue(span)
+        self._act(self._endpointer.push(len(block.samples), probability))
         self._write_ahead(block)
         self._trim()
 
@@ -322,12 +390,85 @@ class DictationPipeline:
             self._end_speech()
             self._vad.reset()
         self._blocks.clear()
-        self._segmenter.reset(round(block.t * RATE) + len(block.samples))
+        self._act(self._endpointer.reset(round(block.t * RATE) + len(block.samples)))
 
     def _end_speech(self) -> None:
-        for span in self._segmenter.flush():
-            self._enqueue(span)
+        self._act(self._endpointer.flush())
         self._close_open()
+
+    # -- speculative endpointing ------------------------------------------------------------
+
+    def _act(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Speculate):
+                advance = Advance(action.span, self._cut(action.span))
+                self._advance[action.span] = advance
+                self.stats.speculations += 1
+                self._queue.put(advance)
+            elif isinstance(action, Discard):
+                self._throw_away(self._advance.pop(action.span))
+            elif isinstance(action, Deliver):
+                used = self._advance.pop(action.span, None) if action.speculated else None
+                self._enqueue(action.span, used)
+
+    def _throw_away(self, advance: Advance) -> None:
+        state = advance.cancel()
+        if state == "queued":
+            self.stats.speculations_skipped += 1
+            self._speculation_event(advance, used=False, ran=False)
+        elif state == "done":
+            self._wasted(advance)
+        # running: the worker counts it when it ends
+
+    def _wasted(self, advance: Advance) -> None:
+        self.stats.speculations_wasted += 1
+        self.stats.speculation_wasted_s += advance.stt_s
+        self._speculation_event(advance, used=False, ran=True)
+
+    def _speculation_event(self, advance: Advance, used: bool, ran: bool) -> None:
+        detail = {
+            "start_s": round(advance.span.start / RATE, 3),
+            "duration_s": round((advance.span.end - advance.span.start) / RATE, 3),
+            "stt_s": round(advance.stt_s, 3),
+            "used": used,
+            "ran": ran,
+        }
+        self._events.emit(
+            Event(time.monotonic() - self._t0, "speculation", model="stt", detail=detail)
+        )
+
+    def _sentence_ended(self) -> None:
+        """Tells the endpointer, once, that the advance transcript ends a sentence (with
+        vad.sentence_end_s, a shorter pause then ends the utterance)."""
+        span = self._endpointer.speculating
+        advance = self._advance.get(span) if span is not None else None
+        if advance is None or advance.reported or not advance.finished.is_set():
+            return
+        if advance.ends_sentence:
+            advance.reported = True
+            self._act(self._endpointer.sentence_ended(advance.span))
+
+    def _speculate(self, advance: Advance) -> None:
+        """Runs on the speech-to-text worker; a failure leaves the utterance to transcribe
+        itself."""
+        if not advance.start():
+            return
+        block = AudioBlock(advance.span.start / RATE, advance.samples, RATE)
+        began = time.monotonic()
+        text: str | None = None
+        self._transcribing.set()
+        try:
+            text = self._runner.run("stt", lambda device: self._stt.transcribe(block))
+        except Exception as error:
+            log.warning("advance transcription failed (%s); the utterance will retry", error)
+        finally:
+            self._transcribing.clear()
+        if text is not None and self._segmenter.settings.sentence_end_s > 0:
+            advance.ends_sentence = ends_sentence(text)
+        wasted = advance.finish(text, time.monotonic() - began)
+        self.stats.speculations_run += 1
+        if wasted:
+            self._wasted(advance)
 
     # -- write-ahead ----------------------------------------------------------------------------
 
@@ -392,8 +533,8 @@ class DictationPipeline:
             )
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
-    def _enqueue(self, span: Span) -> None:
-        samples = self._cut(span)
+    def _enqueue(self, span: Span, advance: Advance | None = None) -> None:
+        samples = advance.samples if advance is not None else self._cut(span)
         if len(samples) == 0:
             return
         pad = int(self._segmenter.settings.speech_pad_s * RATE)
@@ -409,15 +550,16 @@ class DictationPipeline:
             time.monotonic(),
             speech_end_wall,
             spooled=self._spool.put(samples, twin=twin),
+            advance=advance,
         )
         self._queue.put(utterance)
 
     # -- speech-to-text ---------------------------------------------------------------------------
 
-    def _next(self) -> Utterance | None:
+    def _next(self) -> Utterance | Advance | None:
         """A short backlog (what a crash or a re-execution leaves) first, in the order it was
-        said, so no newer speech is typed before it; otherwise live speech first and the next
-        file of a long backlog between live utterances."""
+        said, so no newer speech is typed before it; otherwise live speech (and its advance
+        transcriptions) first and the next file of a long backlog between live utterances."""
         if self._backlog_first:
             backlog = self._from_backlog()
             if backlog is not None:
@@ -463,6 +605,10 @@ class DictationPipeline:
     def _work(self) -> None:
         while True:
             utterance = self._next()
+            if isinstance(utterance, Advance):
+                if not self._abandon.is_set():
+                    self._speculate(utterance)
+                continue
             if utterance is None:
                 # Stopping: what is left of the backlog is transcribed unless abandoned.
                 rest = self._from_backlog()
@@ -506,7 +652,14 @@ class DictationPipeline:
             devices.append(device)
             return self._stt.transcribe(block)
 
-        text = self._runner.run("stt", run)
+        advance = utterance.advance
+        if advance is not None and advance.finished.is_set() and advance.text is not None:
+            text = advance.text  # transcribed during the pause: exactly these samples
+            began -= advance.stt_s
+            self.stats.speculations_used += 1
+            self._speculation_event(advance, used=True, ran=True)
+        else:
+            text = self._runner.run("stt", run)
         done = time.monotonic()
         if text:
             self.delivery.put(Pending(utterance.id, text, utterance.spooled))
@@ -585,7 +738,7 @@ class DictationPipeline:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if isinstance(item, Utterance):
                 self._keep(item)
         with self._backlog_lock:
             self.stats.spooled += len(self._backlog)

@@ -12,15 +12,24 @@ import signal
 import stat
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
+from swictation.adapters.audio_file import FileAudioSource
+from swictation.application.config import resolve_settings
 from tests.e2e.conftest import BIN
-from tests.e2e.test_daemon import AUDIO, DICTATION, daemon, wait_for, word_error_rate, words
+from tests.e2e.test_daemon import (
+    AUDIO,
+    DICTATION,
+    CueAt,
+    daemon,
+    wait_for,
+    word_error_rate,
+    words,
+)
 
 FIRST = "Good morning. Please open a new document."
 SECOND = "The meeting with the design team starts at ten o'clock."
@@ -106,56 +115,67 @@ def env(tmp_path):
 # -- toggles ------------------------------------------------------------------------------------
 
 
-def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, env):
+def _toggled_at(tmp_path, serve_in_process, voice: str, at_s: float, command: str):
+    """The recording (0.5 s of silence, `voice`, 8 s of silence) served in-process, with
+    `command` handled by the daemon when the stream reaches `at_s` of audio: a point in the
+    recording, however slowly this machine runs. Returns the lines typed, the utterance
+    events, and whether speech was open (written ahead to the spool) at the command."""
+    audio = recording(tmp_path, ("silence", 0.5), (voice, 0), ("silence", 8.0))
+    spool = tmp_path / "spool"
+    events = tmp_path / "events.jsonl"
+    settings = resolve_settings(
+        {"daemon": {"probe": "none", "spool_dir": str(spool), "events": str(events)}},
+        None,
+        {"XDG_CONFIG_HOME": str(tmp_path)},
+        audio_file=str(audio),
+    )
+    open_at_command: list[bool] = []
+
+    def source(container):
+        def cue() -> None:
+            open_at_command.append(bool(list(spool.glob("*.pcm"))))
+            assert container.daemon().handle({"cmd": command})["listening"] is False
+
+        return CueAt(FileAudioSource(str(audio)), at_s, cue)
+
+    code, lines = serve_in_process(settings, source=source)
+    assert code == 0
+    utterances = [
+        e for e in map(json.loads, events.read_text().splitlines()) if e["type"] == "utterance"
+    ]
+    return lines, utterances, open_at_command == [True]
+
+
+def test_a_toggle_just_after_a_sentence_keeps_it(tmp_path, serve_in_process):
     said = "The weather today is cold and windy with some rain."
-    audio = recording(tmp_path, ("silence", 0.5), ("voice-us.wav", 0), ("silence", 8.0))
-    sock = str(tmp_path / "ctl" / "s.sock")
-    out = tmp_path / "out.txt"
-    run = Running(
-        "--audio-file", str(audio), "--realtime", "--probe", "none", "--socket", sock,
-        "--output", "file", "--output-file", str(out), "--spool-dir", str(tmp_path / "spool"),
-        env=env,
-    )  # fmt: skip
-    try:
-        run.wait_log("listening:")
-        began = time.monotonic()
-        # 0.25 s after the voice ends: inside the end-of-utterance pause.
-        due = began + 0.5 + voiced_end_s("voice-us.wav") + 0.25
-        time.sleep(max(0.0, due - time.monotonic()))
-        assert control(sock, "toggle").stdout.strip() == "not listening"
-        wait_for(lambda: out.exists() and out.read_text().strip(), 60)
-        assert control(sock, "status").returncode == 0
-        run.process.send_signal(signal.SIGTERM)
-        assert run.finish() == 0, run.err
-    finally:
-        run.process.kill()
-    assert word_error_rate(said, out.read_text()) <= 0.2, out.read_text()
+    # 0.25 s after the voice ends: inside the 0.8 s end-of-utterance pause.
+    toggle_s = 0.5 + voiced_end_s("voice-us.wav") + 0.25
+    lines, utterances, was_open = _toggled_at(
+        tmp_path, serve_in_process, "voice-us.wav", toggle_s, "toggle"
+    )
+    assert was_open  # the toggle came while the utterance was still open: inside the pause
+    assert len(lines) == 1 and len(utterances) == 1
+    assert word_error_rate(said, lines[0]) <= 0.2, lines
+    # Closed by the toggle, not by the pause running out (which ends 0.8 s after the voice).
+    ended = utterances[0]["start_s"] + utterances[0]["duration_s"]
+    assert ended < 0.5 + voiced_end_s("voice-us.wav") + 0.8 - 0.1
 
 
-def test_a_toggle_or_stop_mid_sentence_transcribes_what_was_said(tmp_path, env):
-    audio = recording(tmp_path, ("silence", 0.5), ("voice-gb.wav", 0), ("silence", 8.0))
-    sock = str(tmp_path / "ctl" / "s.sock")
-    out = tmp_path / "out.txt"
-    run = Running(
-        "--audio-file", str(audio), "--realtime", "--probe", "none", "--socket", sock,
-        "--output", "file", "--output-file", str(out), "--spool-dir", str(tmp_path / "spool"),
-        env=env,
-    )  # fmt: skip
-    try:
-        run.wait_log("listening:")
-        time.sleep(0.5 + voiced_end_s("voice-gb.wav") / 2)
-        assert control(sock, "stop").stdout.strip() == "not listening"
-        wait_for(lambda: out.exists() and out.read_text().strip(), 60)
-        run.process.send_signal(signal.SIGTERM)
-        assert run.finish() == 0, run.err
-    finally:
-        run.process.kill()
-    heard = words(out.read_text())
+def test_a_toggle_or_stop_mid_sentence_transcribes_what_was_said(tmp_path, serve_in_process):
     said = words("Please send the report to the team before lunch.")
-    # Cut where it was cut (the last word may be clipped): what came before is there.
+    stop_s = 0.5 + voiced_end_s("voice-gb.wav") / 2
+    lines, utterances, was_open = _toggled_at(
+        tmp_path, serve_in_process, "voice-gb.wav", stop_s, "stop"
+    )
+    assert was_open
+    assert len(lines) == 1 and len(utterances) == 1
+    heard = words(lines[0])
+    # Cut where it was cut (the last word may be clipped): what came before is there, what
+    # came after is not.
     assert heard[:3] == said[:3], heard
-    assert len(heard) <= len(said) + 1
-    assert len(out.read_text().splitlines()) == 1
+    assert len(heard) <= len(said) - 2, heard
+    assert "lunch" not in heard
+    assert utterances[0]["start_s"] + utterances[0]["duration_s"] <= stop_s + 0.1
 
 
 # -- output failures ----------------------------------------------------------------------------

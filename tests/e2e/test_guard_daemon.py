@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from swictation.adapters.control_socket import request
 from tests.e2e.conftest import BIN, GiB, run_command, write_csv
 
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
@@ -33,8 +34,21 @@ def wait_until(predicate, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def dictation_then_quiet(tmp_path: Path, quiet_s: float = 900.0) -> Path:
+    """The dictation, then a silence that outlasts any test (FLAC keeps it small): the daemon
+    runs until the test says quit, however slowly the machine runs the commands between."""
+    import numpy as np
+    import soundfile
+
+    voice, rate = soundfile.read(DICTATION, dtype="float32")
+    path = tmp_path / "dictation-then-quiet.flac"
+    quiet = np.zeros(int(quiet_s * rate), np.float32)
+    soundfile.write(path, np.concatenate([voice, quiet]), rate, subtype="PCM_16")
+    return path
+
+
 def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
-    calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 120, 0.5)
+    calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 900, 0.5)
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n\n[guard]\nmin_offload_mib = 16\n")
     events = tmp_path / "events.jsonl"
@@ -42,7 +56,7 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
     process = subprocess.Popen(
         [
             str(BIN / "swictationd"),
-            *("--audio-file", str(DICTATION), "--realtime"),
+            *("--audio-file", str(dictation_then_quiet(tmp_path)), "--realtime"),
             *("--probe", "trace", "--trace", str(calm), "--config", str(config)),
             *("--inject-fault", "stt:oom:3", "--events", str(events)),
             *("--socket", sock, "--spool-dir", str(tmp_path / "spool")),
@@ -62,7 +76,7 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
             return json.loads(status.out)["models"]["stt"]["cpu_fallback"]
 
         # The guard takes the fallback in at its next step.
-        wait_until(pinned, "the status to show the CPU fallback", timeout=10)
+        wait_until(pinned, "the status to show the CPU fallback")
         unknown = run_command("swictation", "reset", "nonesuch", "--socket", sock)
         assert unknown.code == 1
         assert "no model named 'nonesuch'" in unknown.err
@@ -77,7 +91,8 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
             "the restore after the reset",
         )
         assert not pinned()
-        run_command("swictation", "stop", "--socket", sock)
+        assert request(sock, {"cmd": "quit"}) == {"ok": True, "quitting": True}
+        assert process.wait(120) == 0
     finally:
         if process.poll() is None:
             process.terminate()

@@ -3,6 +3,7 @@ private PulseAudio server into which the recordings are played at real-time pace
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -178,6 +179,21 @@ def test_toggling_off_and_on_while_listening_loses_and_doubles_nothing(live, sou
     assert "rain" not in words(" ".join(daemon.lines))
 
 
+def wait_until_heard(spool: Path, seconds: float, timeout_s: float = 120) -> None:
+    """Until the daemon's speech in progress (the `.pcm` it writes ahead, 16-bit mono at
+    16 kHz) holds `seconds` of audio: a point in the recording, not a guess of the clock."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sizes = []
+        for path in spool.glob("*.pcm"):
+            with contextlib.suppress(FileNotFoundError):  # closed as we looked
+                sizes.append(path.stat().st_size)
+        if max(sizes, default=0) >= seconds * 16000 * 2:
+            return
+        assert time.monotonic() < deadline, f"the daemon did not hear {seconds} s of speech"
+        time.sleep(0.02)
+
+
 def trimmed(recording: Path, out: Path) -> Path:
     """The recording without its trailing silence: the speech ends as the file does."""
     samples, rate = soundfile.read(recording, dtype="float32")
@@ -191,7 +207,10 @@ def test_toggling_off_mid_sentence_transcribes_what_was_said(live, sound_server,
 
     daemon = live()
     player = sound_server.play_in_background(AUDIO / US[0])
-    time.sleep(1.8)  # "The weather today" has been said
+    # "The weather today" (0 - 0.9 s of the recording) heard, as the daemon itself says: its
+    # speech in progress, written ahead to the spool from 0.2 s before the voice, holds 1.4 s
+    # (the voice goes on to 3.1 s).
+    wait_until_heard(tmp_path / "spool", 1.4)
     # Straight over the socket: a client process could take long enough to start on a busy
     # machine that the sentence would be over.
     assert request(daemon.socket, {"cmd": "toggle"}) == {"ok": True, "listening": False}
@@ -213,10 +232,14 @@ def test_a_device_lost_mid_run_comes_back_and_nothing_said_before_is_lost(live, 
     try:
         index = pulse_index(server)
         daemon = live("--mic", str(index), server=server)  # the device chosen by index
-        # The speech ends with the file: when the server dies the utterance is still open.
-        server.play(trimmed(AUDIO / FEMALE[0], tmp_path / "female-trimmed.wav"))
-        time.sleep(0.3)
+        # The speech ends with the file (at 3.48 s). The server dies once the daemon's speech
+        # in progress holds 3.6 s (it begins 0.2 s before the voice, the VAD's padding): "home"
+        # has been heard and the utterance is still open, whatever this machine's pace (the
+        # pause that would end it is 0.8 s of silence after the voice).
+        player = server.play_in_background(trimmed(AUDIO / FEMALE[0], tmp_path / "female.wav"))
+        wait_until_heard(tmp_path / "spool", 3.6)
         server.kill()
+        player.wait(60)
         daemon.wait_log(r"microphone lost: ")
         assert daemon.lines == []  # not yet ended: it waits for the device, not dropped
         server.start()

@@ -170,8 +170,21 @@ def test_in_cpu_mode_the_models_load_on_the_cpu_and_the_guard_only_watches(tmp_p
     assert machine.mode is GpuMode.ON_CPU and machine.return_wait_s() == 240.0
     assert container.config.run.audio_offset() == 4096
     fresh = daemon_container(_settings(tmp_path, daemon={"probe": "none"}))
-    assert fresh.policy().on_gpu is True
+    assert fresh.policy().on_gpu is (fresh.device() == "cuda")  # as the models run
     assert fresh.gpu_mode().mode is GpuMode.ON_GPU
+
+
+def test_models_on_the_cpu_by_choice_never_give_up_the_gpu_they_do_not_hold(tmp_path):
+    """`--device cpu` with NVML watching a full card: nothing of ours on it, no SHUTDOWN (the
+    issue's exit 3 "although our models are already on the CPU")."""
+    settings = _settings(tmp_path, stt={"device": "cpu"}, daemon={"probe": "none"})
+    assert daemon_container(settings).policy().on_gpu is False
+    traced = tmp_path / "t.csv"
+    traced.write_text("timestamp, memory.used [MiB], memory.total [MiB]\n0, 1000, 8192\n")
+    simulated = _settings(
+        tmp_path, stt={"device": "cpu"}, daemon={"probe": "trace", "trace": str(traced)}
+    )
+    assert daemon_container(simulated).policy().on_gpu is True  # the rehearsed GPU is held
 
 
 def test_with_on_shutdown_exit_there_is_no_gpu_mode(tmp_path):

@@ -1,0 +1,109 @@
+"""Speculative endpointing on real speech (issue 11): Silero and Whisper tiny.en on the
+recordings with pauses inside sentences. The source waits, at each block, until every advance
+transcription asked for has run (as on a machine that transcribes faster than people pause),
+so what is wasted, used and cut does not depend on this machine's load."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from swictation.adapters.audio_file import FileAudioSource
+from swictation.adapters.clock import SystemClock
+from swictation.adapters.memory import EventList, ListOutput
+from swictation.adapters.model_host import RealModelHost
+from swictation.adapters.spool import Spool
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.recovery import RecoveringRunner
+from swictation.domain.recovery import RecoveryTracker
+from swictation.domain.segmenter import VadSettings
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "audio"
+
+
+@pytest.fixture(scope="module")
+def models():
+    from swictation.adapters.silero import OnnxResidency, SileroVoiceDetector
+    from swictation.adapters.whisper_stt import WhisperRecognizer, whisper_residency
+
+    host = RealModelHost()
+    host.register("vad", OnnxResidency())
+    host.register("stt", whisper_residency(None, "cpu"))
+    return host, SileroVoiceDetector(host), WhisperRecognizer(host)
+
+
+class Patient(FileAudioSource):
+    """A file whose next block waits until the pipeline has run every advance transcription."""
+
+    box: list[DictationPipeline]
+
+    def blocks(self):
+        for block in super().blocks():
+            pipeline = self.box[0]
+            for _ in range(3000):
+                stats = pipeline.stats
+                if stats.speculations_run + stats.speculations_skipped >= stats.speculations:
+                    break
+                threading.Event().wait(0.01)
+            yield block
+
+
+def dictate(models, path: Path, vad: VadSettings, tmp_path: Path):
+    host, detector, recognizer = models
+    detector.reset()
+    events = EventList()
+    source = Patient(path)
+    source.box = []
+    pipeline = DictationPipeline(
+        source,
+        detector,
+        recognizer,
+        output := ListOutput(),
+        RecoveringRunner(host, RecoveryTracker(), events, SystemClock()),
+        events,
+        Spool(tmp_path / f"spool-{vad.speculate_after_s}-{vad.sentence_end_s}"),
+        settings=vad,
+    )
+    source.box.append(pipeline)
+    pipeline.start_worker()
+    pipeline.capture()
+    pipeline.finish(drain_timeout_s=None)
+    return output.lines, pipeline.stats
+
+
+@pytest.fixture(scope="module")
+def plain(models, tmp_path_factory) -> list[str]:
+    """hesitant.wav as typed without speculation (today's behaviour)."""
+    folder = tmp_path_factory.mktemp("plain")
+    lines, _ = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(speculate_after_s=0), folder)
+    return lines
+
+
+def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_same(
+    models, plain, tmp_path
+):
+    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path)
+    assert lines == plain
+    assert len(lines) == 4  # one per sentence, none cut at its pause
+    assert stats.speculations_wasted == 4  # each pause inside a sentence: thrown away
+    assert stats.speculations_used == 4
+
+
+def words(lines: list[str]) -> list[str]:
+    return re.findall(r"[a-z0-9']+", " ".join(lines).lower())
+
+
+def test_typing_at_a_sentence_end_cuts_hesitant_sentences_but_loses_and_repeats_nothing(
+    models, plain, tmp_path
+):
+    """Why vad.sentence_end_s is off by default: tiny.en punctuates a phrase before a
+    hesitation as a sentence ('The package should arrive.'), so a 0.5 s pause cuts it."""
+    lines, stats = dictate(
+        models, EXAMPLES / "hesitant.wav", VadSettings(sentence_end_s=0.5), tmp_path
+    )
+    assert words(lines) == words(plain)
+    assert len(lines) > len(plain) == 4
+    assert stats.speculations_wasted < 4  # some pauses ended an utterance instead
