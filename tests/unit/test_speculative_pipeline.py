@@ -49,7 +49,7 @@ class Waiting(ListAudioSource):
     def blocks(self):
         for i, block in enumerate(super().blocks()):
             if i == self._at:
-                for _ in range(2000):
+                for _ in range(6000):  # 30 s: a busy machine is slow, never wrong
                     if self._ready():
                         break
                     threading.Event().wait(0.005)
