@@ -1,8 +1,8 @@
 """A compressed day (issue 8; the whole day is `benchmarks/day_bench.py`): toggles through the
-real control socket (just after a sentence, and in the middle of one), an output outage, a
-SIGKILL in the middle of a sentence and a restart into an OOM storm on a simulated GPU, and
-every word typed exactly once, in the order it was said. The card-filling game of the full
-day is not here: a SHUTDOWN still ends the daemon (the CPU mode of issue 8 is not built)."""
+real control socket (just after a sentence, and in the middle of one), an OOM storm on a
+simulated GPU, an output outage, a SIGKILL in the middle of a sentence, and a restart into a
+game that fills the card (the daemon gives up the GPU and goes on on the CPU), and every
+word typed exactly once, in the order it was said."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def toggle_at(sock: str, due: float, listening: bool) -> None:
     assert request(sock, {"cmd": "toggle"})["listening"] is listening
 
 
-def test_toggles_an_outage_a_sigkill_and_a_storm_and_every_word_is_typed_once_in_order(tmp_path):
+def test_toggles_a_storm_an_outage_a_sigkill_and_a_game_and_every_word_is_typed_once_in_order(
+    tmp_path,
+):
     flag = tmp_path / "display-back"
     typed = typing_stand_in(tmp_path, fail_until=flag)
     spool = tmp_path / "spool"
@@ -51,20 +53,26 @@ def test_toggles_an_outage_a_sigkill_and_a_storm_and_every_word_is_typed_once_in
     runtime.mkdir(mode=0o700)
     sock = str(runtime / "ctl" / "s.sock")
     calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 600, 1.0)
+    game = write_csv(tmp_path / "game.csv", lambda t: 0.99 * 8 * GiB, 8 * GiB, 600, 1.0)
+    config = tmp_path / "c.toml"
+    config.write_text("[guard]\nshutdown_grace_s = 1.0\n")
+    events = tmp_path / "events.jsonl"
     env = {
         "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "XDG_RUNTIME_DIR": str(runtime),
     }
     common = ["--output", "wtype", "--spool-dir", str(spool), "--probe", "trace",
-              "--trace", str(calm), "--socket", sock]  # fmt: skip
+              "--socket", sock, "--events", str(events), "--config", str(config)]  # fmt: skip
     gap = 3.0
     morning = recording(tmp_path, ("silence", 0.5), ("voice-us.wav", 0), ("silence", gap),
                         ("voice-female.wav", 0), ("silence", gap), ("voice-gb.wav", 0),
                         ("silence", 6.0))  # fmt: skip
     female_at = 0.5 + seconds("voice-us.wav") + gap
     gb_at = female_at + seconds("voice-female.wav") + gap
-    run = Running("--audio-file", str(morning), "--realtime", *common, env=env)
+    # The morning's first transcriptions meet an OOM storm: three retries, the CPU fallback.
+    run = Running("--audio-file", str(morning), "--realtime", *common, "--trace", str(calm),
+                  "--inject-fault", "stt:oom:4", env=env)  # fmt: skip
     try:
         run.wait_log("listening:")
         began = time.monotonic()
@@ -88,23 +96,26 @@ def test_toggles_an_outage_a_sigkill_and_a_storm_and_every_word_is_typed_once_in
     flag.write_text("")  # the display is back for the afternoon
     afternoon = Path(tmp_path / "afternoon.wav")
     recording(tmp_path, ("pair.wav", 0)).rename(afternoon)
-    events = tmp_path / "events.jsonl"
+    # A game holds the card from the start: the daemon gives up the GPU at a gap in speech,
+    # re-executes itself on the CPU and the afternoon goes on from where it stopped.
     result = daemon(
-        "--audio-file", str(afternoon), *common, "--inject-fault", "stt:oom:4",
-        "--events", str(events), env=env,
+        "--audio-file", str(afternoon), "--realtime", *common, "--trace", str(game), env=env
     )  # fmt: skip
     assert result.code == 0, result.err
     lines = typed_lines(typed)
     assert len(lines) == 5, lines
     # In the order said: what waited through the outage and the kill, then the new speech
-    # (transcribed while the spool was, and typed after it).
+    # (transcribed while the spool was, and typed after it), through the re-execution.
     assert word_error_rate(US, lines[0]) <= 0.2, lines
     cut_female, cut_gb = words(lines[1]), words(lines[2])
     assert cut_female[:2] == words(FEMALE)[:2] and len(cut_female) < len(words(FEMALE)), lines
     assert cut_gb[:2] == words(GB)[:2] and len(cut_gb) <= len(words(GB)), lines
     assert word_error_rate(PAIR[0], lines[3]) <= 0.2, lines
     assert word_error_rate(PAIR[1], lines[4]) <= 0.2, lines
-    assert "fallback" in events.read_text()  # the storm ended in the CPU fallback
+    log = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["type"] for e in log].count("gpu_released") == 1  # the game: on the CPU
+    assert any(e.get("action") == "fallback_to_cpu" for e in log), "the storm's fallback"
+    assert "re-executed: running on the CPU" in result.err
     (report,) = [x for x in result.err.splitlines() if "final report: listening" in x]
     assert "control running" in report  # the control thread's health, with the others'
     assert not list(spool.iterdir())
