@@ -12,6 +12,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from swictation.adapters.control_socket import request
 from tests.e2e.conftest import GiB, write_csv
 from tests.e2e.test_daemon import AUDIO, daemon, wait_for, word_error_rate, words
@@ -23,6 +25,8 @@ from tests.e2e.test_daemon_reliability import (
     typing_stand_in,
     voiced_end_s,
 )
+
+pytestmark = pytest.mark.slow
 
 US = "The weather today is cold and windy with some rain."
 FEMALE = "Remember to buy milk, bread and coffee on the way home."
