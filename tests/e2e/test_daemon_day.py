@@ -40,6 +40,17 @@ def seconds(name: str) -> float:
     return float(soundfile.info(AUDIO / name).duration)
 
 
+def typing_calls_running(script: Path) -> bool:
+    """Whether a process running the typing stand-in is alive (read from /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(script).encode() in cmdline.read_bytes():
+                return True
+        except OSError:
+            continue  # the process ended while we looked
+    return False
+
+
 def toggle_at(sock: str, due: float, listening: bool) -> None:
     """The request `swictation toggle` sends, at a moment (a new interpreter per toggle
     would start too late to toggle inside a 0.5 s pause on a busy machine)."""
@@ -91,12 +102,16 @@ def test_toggles_a_storm_an_outage_a_sigkill_and_a_game_and_every_word_is_typed_
         assert status["output_waiting"] >= 1 and "failing since" in status["output"]
         assert status["workers"]["control"]["state"] == "running"
         assert typed_lines(typed) == []
-        # The third sentence is being spoken (written ahead) when the process is killed.
-        wait_for(lambda: any(p.stat().st_size > 32000 for p in spool.glob("*.pcm")), 60)
+        # The third sentence is being spoken (written ahead) when the process is killed:
+        # 1.5 s of it heard (16-bit samples), so its first words are whole.
+        wait_for(lambda: any(p.stat().st_size > 48000 for p in spool.glob("*.pcm")), 60)
         run.process.send_signal(signal.SIGKILL)
         run.finish()
     finally:
         run.process.kill()
+    # A typing call the killed daemon had started runs on without it; were the display back
+    # before it looks, it would type a line the restart types again from the spool.
+    wait_for(lambda: not typing_calls_running(tmp_path / "bin" / "wtype"), 60)
     flag.write_text("")  # the display is back for the afternoon
     afternoon = Path(tmp_path / "afternoon.wav")
     recording(tmp_path, ("pair.wav", 0)).rename(afternoon)
