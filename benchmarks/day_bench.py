@@ -278,11 +278,19 @@ def typing_stand_in(directory: Path) -> tuple[Path, Path]:
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
-class Daemon:
-    """One `swictationd` process: its log read as it comes; `listening_at` is the wall time
-    at which capture began (from the log line's own time stamp)."""
+def _stamp(line: str) -> float:
+    found = _STAMP.match(line)
+    if not found:
+        return time.time()
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+
+class Daemon:
+    """One `swictationd` process, its log read as it comes. `segments` places its audio in
+    time: (day second, wall time) at each start of capture, from the log lines' own time
+    stamps; a re-execution (CPU mode and back) resumes the file where it stopped."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, from_s: float) -> None:
         self.log = log.open("w")
         self.process = subprocess.Popen(
             [str(BIN / "swictationd"), *args],
@@ -291,9 +299,11 @@ class Daemon:
             text=True,
             env=env,
         )
+        self.from_s = from_s
         self.lines: list[str] = []
         self.listening = threading.Event()
-        self.listening_at: float | None = None
+        self.segments: list[tuple[float, float]] = []
+        self.reexecs: list[float] = []
         self.rusage: object | None = None
         self.code: int | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -301,17 +311,23 @@ class Daemon:
 
     def _read(self) -> None:
         assert self.process.stderr is not None
+        left_at: float | None = None
         for line in self.process.stderr:
             self.lines.append(line)
             self.log.write(line)
             self.log.flush()
-            if "listening:" in line and not self.listening.is_set():
-                stamp = _STAMP.match(line)
-                self.listening_at = (
-                    datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                    if stamp
-                    else time.time()
-                )
+            if "stopping: re-executing on the" in line:  # capture stops here
+                left_at = _stamp(line)
+            elif "re-executed: running on the" in line:
+                self.reexecs.append(_stamp(line))
+            elif "listening:" in line:
+                at = _stamp(line)
+                if not self.segments:
+                    self.segments.append((self.from_s, at))
+                elif left_at is not None:
+                    day_s, began = self.segments[-1]
+                    self.segments.append((day_s + (left_at - began), at))
+                    left_at = None
                 self.listening.set()
         self.log.flush()
 
@@ -360,10 +376,14 @@ class Run:
     outage: Path
     env: dict[str, str]
     daemons: list[Daemon] = attrs.Factory(list)
-    segments: list[tuple[float, float]] = attrs.Factory(list)  # (day second, wall) per start
     last_status: dict[int, dict] = attrs.Factory(dict)
     notes: list[str] = attrs.Factory(list)
     polled: float = 0.0
+
+    @property
+    def segments(self) -> list[tuple[float, float]]:
+        """(day second, wall time) at each start of capture, of every process."""
+        return [segment for daemon in self.daemons for segment in daemon.segments]
 
     def wall(self, day_s: float) -> float:
         from_s, at = self.segments[-1]
@@ -388,12 +408,10 @@ class Run:
             "--spool-dir", str(self.work / "spool"), "--events", str(self.work / "events.jsonl"),
             "--report-interval", "60", *extra,
         ]  # fmt: skip
-        daemon = Daemon(args, self.env, self.work / f"daemon{n}.log")
+        daemon = Daemon(args, self.env, self.work / f"daemon{n}.log", from_s)
         self.daemons.append(daemon)
         if not daemon.listening.wait(300):
             raise RuntimeError(f"daemon {n} never listened:\n{daemon.err[-3000:]}")
-        assert daemon.listening_at is not None
-        self.segments.append((from_s, daemon.listening_at))
         return daemon
 
     def sleep_until(self, wall: float, daemon: Daemon) -> bool:
@@ -418,10 +436,17 @@ class Run:
             self.last_status[len(self.daemons) - 1] = seen
 
     def act(self, what: str, daemon: Daemon) -> None:
-        if what in ("off", "on"):
+        if what == "off":  # timed to the sentence: from here, at once
             reply = control(self.sock, "toggle")
-            if reply.get("listening") != (what == "on"):
-                self.notes.append(f"toggle {what}: the daemon answered {reply}")
+            if reply.get("listening") is not False:
+                self.notes.append(f"toggle off: the daemon answered {reply}")
+        elif what == "on":  # as a user's key binding does
+            done = subprocess.run(
+                [str(BIN / "swictation"), "toggle", "--socket", str(self.sock)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if done.returncode != 0 or done.stdout.strip() != "listening":
+                self.notes.append(f"swictation toggle: {done.stdout.strip()} {done.stderr.strip()}")
         elif what == "outage":
             self.outage.write_text("")
         elif what == "back":
@@ -484,7 +509,7 @@ def error_rate(reference: list[str], hypothesis: list[str]) -> float:
 def _matches(said: Said, heard: list[str]) -> bool:
     expected = words(said.clip.text)
     if said.kind == "cut":  # its beginning, up to where it was cut
-        return bool(heard) and heard[:2] == expected[:2] and len(heard) <= len(expected)
+        return bool(heard) and heard[:2] == expected[:2] and len(heard) < len(expected)
     return error_rate(expected, heard) <= 0.35
 
 
@@ -560,6 +585,23 @@ def score(run: Run) -> dict[str, object]:
         else:
             unrecognised.append(text)
     missing = [s for s in expected if s.index not in typed_at]
+    # A line no sentence matches, typed within 30 s of a missing one's end and about as long
+    # (a fragment is not): that sentence was heard and misrecognised, not lost.
+    misheard: list[Said] = []
+    for at, text in typed:
+        if text not in unrecognised:
+            continue
+        size = len(words(text))
+        near = [
+            s
+            for s in missing
+            if 0 <= at - wall_of(s.end) <= 30
+            and size >= 0.75 * len(words(s.clip.text))
+            and s not in misheard
+        ]
+        if near:
+            misheard.append(near[-1])
+    missing = [s for s in missing if s not in misheard]
     outage = [t for t, what in day.actions if what in ("outage", "back")]
     latencies = [at - wall_of(s.end) for s in expected if (at := typed_at.get(s.index)) is not None]
     waited = [
@@ -580,6 +622,7 @@ def score(run: Run) -> dict[str, object]:
         "extra": [f"{t} (duplicate)" for t in duplicated]
         + [f"{t} (unrecognised)" for t in unrecognised],
         "unrecognised_words": sum(len(words(t)) for t in unrecognised),
+        "misheard": len(misheard),
         "typed_while_off": while_off,
         "order_violations": out_of_order,
         "latencies": latencies,
@@ -591,11 +634,13 @@ def figures(run: Run, result: dict[str, object], wall_s: float) -> list[tuple[st
     speech_s = sum(s.clip.duration_s for s in run.day.said if s.kind != "off")
     cpu = sum(d.rusage.ru_utime + d.rusage.ru_stime for d in run.daemons if d.rusage)  # type: ignore[attr-defined]
     peak = max((d.rusage.ru_maxrss for d in run.daemons if d.rusage), default=0) / 1024  # type: ignore[attr-defined]
-    spool_bytes = 0
-    for n in range(len(run.daemons)):
-        final = _final_report(run, n)
-        seen = final if final is not None else run.last_status.get(n, {})
-        spool_bytes += int(seen.get("spool_written_bytes", 0) or 0)
+    # Each process writes its count in its final report (a re-executed one too); a killed
+    # one writes none: its last status stands in (taken just before the kill).
+    finals = [e for e in _events(run) if e.get("type") == "report" and e.get("final")]
+    spool_bytes = sum(int(e.get("spool_written_bytes", 0) or 0) for e in finals)
+    for n, daemon in enumerate(run.daemons):
+        if daemon.code == -signal.SIGKILL:
+            spool_bytes += int(run.last_status.get(n, {}).get("spool_written_bytes", 0) or 0)
     levels = _level_changes(run)
 
     def q(values: object) -> str:
@@ -618,12 +663,14 @@ def figures(run: Run, result: dict[str, object], wall_s: float) -> list[tuple[st
         ("order violations", str(result["order_violations"])),
         ("latency p50 / p95", q(result["latencies"])),
         ("  outside the outage", q(result["latencies_typing"])),
-        ("words unrecognised", str(result["unrecognised_words"])),
+        ("misrecognised", f"{result['misheard']} sentences (typed, matching no sentence: "
+                          f"{result['unrecognised_words']} words)"),
         ("CPU time (daemons)", f"{cpu:.0f} s ({cpu / wall_s * 100:.1f} % of one core)"),
         ("peak RSS", f"{peak:.0f} MiB"),
         ("spool written", f"{spool_bytes / 2**20 / (speech_s / 60):.2f} MiB per minute of speech"),
         ("daemon starts", f"{len(run.daemons)} ({len(run.daemons) - 1} restarts; "
                           f"exit statuses {[d.code for d in run.daemons]})"),
+        ("re-executions (CPU mode and back)", str(sum(len(d.reexecs) for d in run.daemons))),
         ("worker restarts", str(worker_restarts)),
         ("guard transitions", f"{len(levels)} ({', '.join(levels)})"),
     ]  # fmt: skip
@@ -640,16 +687,6 @@ def _events(run: Run) -> list[dict]:
             except json.JSONDecodeError:
                 continue  # a line cut by the SIGKILL
     return out
-
-
-def _final_report(run: Run, n: int) -> dict | None:
-    finals = [e for e in _events(run) if e.get("type") == "report" and e.get("final")]
-    # The events file appends across restarts: the killed daemon wrote none.
-    ended = [d for d in run.daemons[: n + 1] if d.code is not None and d.code != -signal.SIGKILL]
-    if run.daemons[n].code in (None, -signal.SIGKILL) or not finals:
-        return None
-    index = len(ended) - 1
-    return finals[index] if index < len(finals) else None
 
 
 def _level_changes(run: Run) -> list[str]:

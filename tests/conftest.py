@@ -12,6 +12,10 @@ import os
 import pytest
 from hypothesis import settings
 
+# No model hub, ever: the hub library reads this once, when it is first imported (so here,
+# before any test imports NeMo), and the programs the tests start inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile(
@@ -26,6 +30,28 @@ def has_cuda() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_dirs(tmp_path_factory):
+    """The session's own runtime, state and configuration directories, for this process and
+    the programs it starts: the default control socket, spool and undelivered text of one
+    session (one xdist worker) are never another's, nor the user's."""
+    root = tmp_path_factory.mktemp("user")
+    saved = {name: os.environ.get(name) for name in _USER_DIRS}
+    for name in _USER_DIRS:
+        path = root / name.lower()
+        path.mkdir(mode=0o700)
+        os.environ[name] = str(path)
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+_USER_DIRS = ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME")
 
 
 # -- audio: a private sound server per session (tests/sound_server.py) ----------------------

@@ -37,6 +37,16 @@ TEXT = [
     "open the window and close the door behind you",
 ]
 WIDTH = 32
+# The front end of every tiny model here: 16 mel features of 16 kHz audio, no dither.
+MEL_PREPROCESSOR = {
+    "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+    "sample_rate": 16000,
+    "features": 16,
+    "n_fft": 512,
+    "window_size": 0.02,
+    "window_stride": 0.01,
+    "dither": 0.0,
+}
 
 
 def _tokenizers(where: Path) -> dict:
@@ -92,15 +102,7 @@ def tiny_canary_config(where: Path, prompt_format: str = "canary2"):
             # process, NeMo would look for one inside that archive while building this model.
             "restore_timestamps_model": False,
             "sample_rate": 16000,
-            "preprocessor": {
-                "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-                "sample_rate": 16000,
-                "features": 16,
-                "n_fft": 512,
-                "window_size": 0.02,
-                "window_stride": 0.01,
-                "dither": 0.0,
-            },
+            "preprocessor": MEL_PREPROCESSOR,
             "model_defaults": {
                 "asr_enc_hidden": WIDTH,
                 "lm_enc_hidden": WIDTH,

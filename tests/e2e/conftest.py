@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +39,43 @@ def run_command(*args: str, timeout: float = 300, **kwargs) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def _exit_status(entry, argv: list[str]) -> int:
+    """What the program would exit with: its return, or argparse's SystemExit (usage). The
+    loggers' levels it sets (replay quiets the guard's live log) are put back after: they
+    are the process's, and the next test in this process must not inherit them."""
+    manager = logging.Logger.manager
+    levels = {
+        name: logger.level
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    try:
+        return int(entry(argv))
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 @pytest.fixture
-def swictation():
-    return lambda *args, **kw: run_command("swictation", *args, **kw)
+def swictation(monkeypatch, capsys):
+    """`swictation ARGS` (replay, record, the control commands) run in this process, from
+    its own argument parsing to its exit status; `env` is set for the run. Given what only
+    a process has (`preexec_fn`, say: a resource limit), it runs as a process of its own."""
+    from swictation.application.entrypoints.cli import main
+
+    def run(*args: str, env: dict | None = None, **process) -> Result:
+        if process:
+            return run_command("swictation", *args, env={**os.environ, **(env or {})}, **process)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = _exit_status(main, list(args))
+        printed = capsys.readouterr()
+        return Result(code, printed.out, printed.err)
+
+    return run
 
 
 GiB = 1024.0
@@ -96,5 +133,59 @@ def serve_in_process(loaded_models, tmp_path):
         for name, build in overrides.items():
             getattr(container, name).override(providers.Object(build(container)))
         return serve(container), output.lines
+
+    return run
+
+
+def _shares_the_session_models(settings) -> bool:
+    stt = settings.config.stt
+    return str(stt.engine) == "whisper" and not stt.model and str(stt.device) != "cuda"
+
+
+@pytest.fixture
+def swictationd(loaded_models, monkeypatch, capsys):
+    """`swictationd ARGS` run in this process, from its own argument parsing to its exit
+    status, with the session's models (Silero, Whisper tiny.en on the CPU) instead of
+    loading them again: for runs where a process of its own would prove nothing more.
+    `env` is set for the run; the result's `out` is what the daemon printed, its `err` what it
+    printed on stderr followed by its log. Signals, exit codes, stdout closed or a SIGKILL
+    need the real process: `run_command`."""
+    from dependency_injector import providers
+
+    from swictation.application import container as wiring
+    from swictation.application.entrypoints.cli import daemon_main
+
+    build = wiring.daemon_container
+
+    def with_shared_models(settings, *args, **kwargs):
+        container = build(settings, *args, **kwargs)
+        if _shares_the_session_models(settings):
+            loaded_models.model("vad").reset_states()
+            container.models.override(providers.Object(loaded_models))
+        return container
+
+    monkeypatch.setattr(wiring, "daemon_container", with_shared_models)
+
+    def run(*args: str, env: dict | None = None) -> Result:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        quiet, verbose = {"-q", "--quiet"} & set(args), {"-v", "--verbose"} & set(args)
+        level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+        log = io.StringIO()
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root = logging.getLogger()
+        was = root.level
+        root.addHandler(handler)
+        root.setLevel(level)
+        capsys.readouterr()
+        try:
+            code = _exit_status(daemon_main, list(args))
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(was)
+        printed = capsys.readouterr()
+        return Result(code, printed.out, printed.err + log.getvalue())
 
     return run

@@ -186,10 +186,12 @@ def test_emergency_mid_recording_loses_no_words(tmp_path, spool, serve_in_proces
     assert replayed.json()["models"]["stt"] > 16
 
 
-def test_an_oom_storm_ends_in_cpu_fallback_with_every_utterance_transcribed(tmp_path, spool):
+def test_an_oom_storm_ends_in_cpu_fallback_with_every_utterance_transcribed(
+    tmp_path, spool, swictationd
+):
     calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 60, 0.5)
     events = tmp_path / "events.jsonl"
-    result = daemon(
+    result = swictationd(
         "--audio-file",
         str(DICTATION),
         "--probe",
@@ -480,9 +482,9 @@ def test_the_nemo_path_with_a_tiny_model(tmp_path, spool, serve_in_process):
     assert set("".join(lines)) <= set(" abcdefghijklmnopqrstuvwxyz'")
 
 
-def test_output_to_a_file(tmp_path, spool):
+def test_output_to_a_file(tmp_path, spool, swictationd):
     target = tmp_path / "notes.txt"
-    result = daemon(
+    result = swictationd(
         "--audio-file",
         str(AUDIO / "pair.wav"),
         "--probe",
@@ -565,14 +567,14 @@ def test_without_a_microphone_it_says_so(spool):
     assert "microphone" in result.err.splitlines()[-1] or "PortAudio" in result.err
 
 
-def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool):
+def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool, swictationd):
     import socket as sockets
 
     address = str(tmp_path / "notify.sock")
     with sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(0.1)
-        result = daemon(
+        result = swictationd(
             "--audio-file",
             str(AUDIO / "voice-us.wav"),
             "--probe",
@@ -592,7 +594,7 @@ def test_tells_systemd_it_is_ready_and_stopping(tmp_path, spool):
     assert messages.index("READY=1") < messages.index("STOPPING=1")
 
 
-def test_short_pauses_and_clicks_never_type_a_word_twice(tmp_path, spool):
+def test_short_pauses_and_clicks_never_type_a_word_twice(tmp_path, spool, swictationd):
     """Issue 14: sentences 0.8 s apart (the end-of-utterance pause exactly) with one-block
     clicks in the pauses; the spans never overlap, so no word reaches the recognizer twice."""
     import numpy as np
@@ -615,7 +617,7 @@ def test_short_pauses_and_clicks_never_type_a_word_twice(tmp_path, spool):
     recording = tmp_path / "clicks.wav"
     soundfile.write(recording, np.concatenate(parts), rate)
 
-    result = daemon("--audio-file", str(recording), "--probe", "none", "--spool-dir", spool)
+    result = swictationd("--audio-file", str(recording), "--probe", "none", "--spool-dir", spool)
     assert result.code == 0, result.err
     reference = " ".join(text for _, text in said)
     assert word_error_rate(reference, result.out) <= 0.2, result.out

@@ -93,7 +93,7 @@ def recording(tmp_path: Path, *parts: tuple[str, float]) -> Path:
             voice, rate = soundfile.read(AUDIO / name, dtype="float32")
             assert rate == 16000
             pieces.append(voice)
-    path = tmp_path / "recording.wav"
+    path = tmp_path / "recording.flac"  # long quiet costs next to nothing in FLAC
     soundfile.write(path, np.concatenate(pieces), 16000)
     return path
 
@@ -209,10 +209,12 @@ def typed_lines(typed: Path) -> list[str]:
     return [json.loads(line)[-1].strip() for line in typed.read_text().splitlines()]
 
 
-def test_a_typing_tool_that_fails_twice_loses_nothing_and_keeps_the_order(tmp_path, env):
+def test_a_typing_tool_that_fails_twice_loses_nothing_and_keeps_the_order(
+    tmp_path, env, swictationd
+):
     typed = typing_stand_in(tmp_path, fail_first=2)
     path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    result = daemon(
+    result = swictationd(
         "--audio-file", str(DICTATION), "--probe", "none", "--output", "wtype",
         "--spool-dir", str(tmp_path / "spool"), env={**env, "PATH": path},
     )  # fmt: skip
@@ -313,7 +315,7 @@ def remount_read_only(where: Path) -> None:
 
 
 @pytest.mark.parametrize("what", ["events", "output", "spool"])
-def test_a_full_disk_loses_no_word(tmp_path, env, what):
+def test_a_full_disk_loses_no_word(tmp_path, env, what, swictationd):
     with small_filesystem(tmp_path / "full") as full:
         (full / "spool").mkdir()
         fill(full)
@@ -323,7 +325,7 @@ def test_a_full_disk_loses_no_word(tmp_path, env, what):
             "spool": ["--spool-dir", str(full / "spool")],
         }[what]
         spool = [] if what == "spool" else ["--spool-dir", str(tmp_path / "spool")]
-        result = daemon(
+        result = swictationd(
             "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", *target, *spool, env=env
         )
     assert result.code == 0, result.err
@@ -346,7 +348,7 @@ def test_a_full_disk_loses_no_word(tmp_path, env, what):
     assert not list(Path(tmp_path).rglob("*.part"))
 
 
-def test_an_unreadable_file_in_a_read_only_spool_is_skipped(tmp_path, env):
+def test_an_unreadable_file_in_a_read_only_spool_is_skipped(tmp_path, env, swictationd):
     with small_filesystem(tmp_path / "ro") as ro:
         spool = ro / "spool"
         spool.mkdir()
@@ -354,7 +356,7 @@ def test_an_unreadable_file_in_a_read_only_spool_is_skipped(tmp_path, env):
         voice, _ = soundfile.read(AUDIO / "voice-gb.wav", dtype="float32")
         soundfile.write(spool / "20260101-000000.000-1-000002.wav", voice, 16000)
         remount_read_only(ro)
-        result = daemon(
+        result = swictationd(
             "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none",
             "--spool-dir", str(spool), env=env,
         )  # fmt: skip
@@ -442,10 +444,12 @@ def test_audio_with_nan_is_rejected_as_unreadable(tmp_path):
 # -- rehearsal and usage errors -------------------------------------------------------------
 
 
-def test_output_file_alone_means_output_file_and_file_without_a_path_fails_first(tmp_path):
+def test_output_file_alone_means_output_file_and_file_without_a_path_fails_first(
+    tmp_path, swictationd
+):
     target = tmp_path / "notes.txt"
     spool = str(tmp_path / "spool")
-    result = daemon(
+    result = swictationd(
         "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none", "--output-file",
         str(target), "--spool-dir", spool,
     )  # fmt: skip
@@ -479,13 +483,13 @@ def test_an_unknown_model_in_a_fault_is_a_usage_error(tmp_path):
     )
 
 
-def test_faults_are_injected_on_a_machine_without_a_gpu_into_the_vad_too(tmp_path):
+def test_faults_are_injected_on_a_machine_without_a_gpu_into_the_vad_too(tmp_path, swictationd):
     from tests.conftest import has_cuda
 
     if has_cuda():
         pytest.skip("this machine has a GPU: faults fire while a model is on it")
     events = tmp_path / "events.jsonl"
-    result = daemon(
+    result = swictationd(
         "--audio-file", str(AUDIO / "pair.wav"), "--probe", "none",
         "--inject-fault", "stt:oom:2", "--inject-fault", "vad:cuda:2",
         "--events", str(events), "--spool-dir", str(tmp_path / "spool"),

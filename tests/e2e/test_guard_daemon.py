@@ -4,14 +4,14 @@ flight recording taking the same decisions."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 from swictation.adapters.control_socket import request
-from tests.e2e.conftest import BIN, GiB, run_command, write_csv
+from tests.e2e.conftest import BIN, GiB, write_csv
 
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -47,7 +47,7 @@ def dictation_then_quiet(tmp_path: Path, quiet_s: float = 900.0) -> Path:
     return path
 
 
-def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
+def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path, swictation):
     calm = write_csv(tmp_path / "calm.csv", lambda t: 2900.0, 8 * GiB, 900, 0.5)
     config = tmp_path / "c.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n\n[guard]\nmin_offload_mib = 16\n")
@@ -72,15 +72,14 @@ def test_swictation_reset_ends_a_cpu_fallback_and_the_model_returns(tmp_path):
         )
 
         def pinned() -> bool:
-            status = run_command("swictation", "status", "--json", "--socket", sock)
-            return json.loads(status.out)["models"]["stt"]["cpu_fallback"]
+            return request(sock, {"cmd": "status"})["models"]["stt"]["cpu_fallback"]
 
         # The guard takes the fallback in at its next step.
         wait_until(pinned, "the status to show the CPU fallback")
-        unknown = run_command("swictation", "reset", "nonesuch", "--socket", sock)
+        unknown = swictation("reset", "nonesuch", "--socket", sock)
         assert unknown.code == 1
         assert "no model named 'nonesuch'" in unknown.err
-        reset = run_command("swictation", "reset", "stt", "--socket", sock)
+        reset = swictation("reset", "stt", "--socket", sock)
         assert reset.code == 0, reset.err
         assert "CPU fallback ended" in reset.out
         wait_until(
@@ -107,25 +106,24 @@ def moves(events: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path):
+def test_replay_of_a_flight_recording_takes_the_daemons_decisions(
+    tmp_path, swictationd, swictation
+):
     # The demo: EMERGENCY, offload, calm while the user is still talking, restore.
     flight = tmp_path / "flight.jsonl"
-    daemon = run_command(
-        "swictationd",
+    daemon = swictationd(
         *("--audio-file", str(DICTATION), "--realtime"),
         *("--probe", "trace", "--trace", str(EXAMPLES / "traces" / "demo-emergency.csv")),
         *("--config", str(EXAMPLES / "demo.toml"), "--events", str(flight)),
         "--spool-dir",
         str(tmp_path / "spool"),
-        env={**os.environ},
     )
     assert daemon.code == 0, daemon.err
     recorded = read_events(flight)
     assert moves(recorded) == [("offload", "stt"), ("restore", "stt")]
     assert [e for e in recorded if e["type"] == "utterance"]
     replayed_events = tmp_path / "replayed.jsonl"
-    replay = run_command(
-        "swictation",
+    replay = swictation(
         "replay",
         str(flight),
         "--config",
@@ -137,9 +135,18 @@ def test_replay_of_a_flight_recording_takes_the_daemons_decisions(tmp_path):
     assert replay.code == 0, replay.err
     assert moves(read_events(replayed_events)) == moves(recorded)
     assert replay.json()["final_placement"] == {"stt": "gpu", "vad": "gpu"}
-    # And both restored within the same second or two.
+    # And both restored at about the same time. The daemon acts only when it polls, and a
+    # busy machine spaces its polls out; it also waits while dictation is busy, and replay
+    # rebuilds those busy spans from the utterances, without the pause that ended each one
+    # (the recording says how long). Both margins come from the recording, not the clock.
     daemon_restore = next(e["t"] for e in recorded if e.get("action") == "restore")
     replay_restore = next(
         e["t"] for e in read_events(replayed_events) if e.get("action") == "restore"
     )
-    assert abs(daemon_restore - replay_restore) < 2.5
+    polls = [e["t"] for e in recorded if e["type"] == "sample"]
+    longest_poll_s = max(later - earlier for earlier, later in itertools.pairwise(polls))
+    unrecorded_pause_s = max(
+        e["speech_end_to_text_s"] - e["latency_s"] for e in recorded if e["type"] == "utterance"
+    )
+    margin_s = longest_poll_s + unrecorded_pause_s + 0.5
+    assert abs(daemon_restore - replay_restore) < margin_s, (daemon_restore, replay_restore)

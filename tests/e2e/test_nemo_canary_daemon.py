@@ -5,12 +5,10 @@ failing in one line where no model hub can be reached."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_command
 from tests.nemo_canary import build_tiny_canary
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
@@ -18,11 +16,11 @@ AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 pytestmark = pytest.mark.slow
 
 
-def test_the_daemon_transcribes_with_a_canary_model(tmp_path):
+def test_the_daemon_transcribes_with_a_canary_model(tmp_path, swictationd):
+    """In-process (NeMo imported once for the session; the container loads the archive)."""
     model = build_tiny_canary(tmp_path / "model")
     events = tmp_path / "events.jsonl"
-    result = run_command(
-        "swictationd",
+    result = swictationd(
         "--audio-file",
         str(AUDIO / "pair.wav"),
         "--probe",
@@ -47,10 +45,10 @@ def test_the_daemon_transcribes_with_a_canary_model(tmp_path):
     assert "utterances 2" in result.err
 
 
-def test_the_default_canary_needs_the_hub_and_says_so_in_one_line(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = run_command(
-        "swictationd",
+def test_the_default_canary_needs_the_hub_and_says_so_in_one_line(tmp_path, swictationd):
+    """In-process: the session runs offline (tests/conftest.py sets HF_HUB_OFFLINE before
+    the hub library is imported), as a machine without the hub would."""
+    result = swictationd(
         "--audio-file",
         str(AUDIO / "voice-us.wav"),
         "--probe",
@@ -59,7 +57,6 @@ def test_the_default_canary_needs_the_hub_and_says_so_in_one_line(tmp_path):
         "nemo",
         "--spool-dir",
         str(tmp_path / "spool"),
-        env=env,
     )
     assert result.code == 1, result.err
     assert "Traceback" not in result.err

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_command
-
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
 NVSMI = "timestamp, memory.used [MiB], memory.total [MiB]\n"
 
 
-def replay(*args: str):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SWICTATION_")}
-    return run_command("swictation", "replay", *args, env=environ, timeout=120)
+@pytest.fixture
+def replay(swictation, monkeypatch):
+    """`swictation replay ARGS` in this process, without the tester's SWICTATION_ settings."""
+    for name in [k for k in os.environ if k.startswith("SWICTATION_")]:
+        monkeypatch.delenv(name)
+    return lambda *args: swictation("replay", *args)
 
 
 def rows(count: int = 5) -> str:
@@ -41,30 +42,28 @@ def one_line_error(result, *expected: str) -> None:
         ("2026/11/01 10:00:09.000, 1" + "0" * 400 + ", 8192", "memory.used must be a finite"),
     ],
 )
-def test_non_finite_csv_values_name_the_line(tmp_path, line, what):
+def test_non_finite_csv_values_name_the_line(tmp_path, line, what, replay):
     trace = tmp_path / "t.csv"
     trace.write_text(NVSMI + rows() + line + "\n")
     one_line_error(replay(str(trace), "--json"), f"{trace}:7: {what}")
 
 
-def test_non_finite_timestamps_name_the_line(tmp_path):
+def test_non_finite_timestamps_name_the_line(tmp_path, replay):
     trace = tmp_path / "t.csv"
     trace.write_text("timestamp, memory.used, memory.total\n0, 10, 100\ninf, 10, 100\n")
     one_line_error(replay(str(trace)), f"{trace}:3: timestamp must be a finite number")
 
 
-def test_the_daemons_trace_probe_refuses_them_the_same_way(tmp_path):
+def test_the_daemons_trace_probe_refuses_them_the_same_way(tmp_path, swictationd):
     trace = tmp_path / "t.csv"
     trace.write_text(NVSMI + rows() + "2026/11/01 10:00:09.000, nan, 8192\n")
-    result = run_command(
-        "swictationd", "--probe", "trace", "--trace", str(trace), "--audio-file", str(DICTATION)
-    )
+    result = swictationd("--probe", "trace", "--trace", str(trace), "--audio-file", str(DICTATION))
     assert result.code != 0
     assert f"{trace}:7: memory.used must be a finite number" in result.err
     assert "Traceback" not in result.err
 
 
-def test_a_huge_single_line_a_huge_number_and_deep_json_are_one_line_errors(tmp_path):
+def test_a_huge_single_line_a_huge_number_and_deep_json_are_one_line_errors(tmp_path, replay):
     huge = tmp_path / "huge.csv"
     with huge.open("w") as out:
         out.write(NVSMI)
@@ -85,7 +84,7 @@ def test_a_huge_single_line_a_huge_number_and_deep_json_are_one_line_errors(tmp_
     assert "error" in json.loads(result.out)
 
 
-def test_a_cut_off_last_line_is_dropped_with_a_note(tmp_path):
+def test_a_cut_off_last_line_is_dropped_with_a_note(tmp_path, replay):
     trace = tmp_path / "cut.csv"
     trace.write_text(NVSMI + rows() + "2026/11/01 10:00:09.0")
     result = replay(str(trace), "--json")
@@ -103,7 +102,7 @@ def test_a_cut_off_last_line_is_dropped_with_a_note(tmp_path):
     one_line_error(replay(str(middle)), f"{middle}:2:")
 
 
-def test_a_byte_order_mark_is_ignored(tmp_path):
+def test_a_byte_order_mark_is_ignored(tmp_path, replay):
     for name, text in (
         ("bom.csv", NVSMI + rows()),
         ("bom.jsonl", '{"t": 0, "used_mib": 10, "total_mib": 100}\n'),
@@ -114,7 +113,7 @@ def test_a_byte_order_mark_is_ignored(tmp_path):
         assert result.code == 0, result.err
 
 
-def test_columns_rename_a_header_that_is_not_nvidia_smis(tmp_path):
+def test_columns_rename_a_header_that_is_not_nvidia_smis(tmp_path, replay):
     trace = tmp_path / "mine.csv"
     trace.write_text("when,card,used,size\n0,0,4000,8192\n1,0,4100,8192\n2,0,4200,8192\n")
     result = replay(str(trace), "--columns", "timestamp,index,memory.used,memory.total", "--json")

@@ -7,21 +7,41 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import FIXTURES, run_command
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 EVENING = EXAMPLES / "traces" / "evening-llm.csv"
 
 
-def replay(*args: str, env: dict | None = None, home: Path | None = None):
+def _environ(env: dict | None, home: Path | None) -> dict:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SWICTATION_")}
     if home is not None:
         environ["XDG_CONFIG_HOME"] = str(home)
     environ.update(env or {})
-    return run_command("swictation", "replay", *args, env=environ)
+    return environ
 
 
-def test_the_json_summary_has_per_model_time_off_the_gpu_and_the_least_free(tmp_path):
+@pytest.fixture
+def replay(swictation, monkeypatch):
+    """`swictation replay ARGS` in this process, without the tester's SWICTATION_ settings
+    and with `home` as the configuration directory."""
+    for name in [k for k in os.environ if k.startswith("SWICTATION_")]:
+        monkeypatch.delenv(name)
+
+    def run(*args: str, env: dict | None = None, home: Path | None = None):
+        return swictation("replay", *args, env=_environ(env, home))
+
+    return run
+
+
+def replay_process(*args: str, home: Path | None = None):
+    """The same in a process of its own: `--advise` forks its workers."""
+    return run_command("swictation", "replay", *args, env=_environ(None, home))
+
+
+def test_the_json_summary_has_per_model_time_off_the_gpu_and_the_least_free(tmp_path, replay):
     result = replay(str(EVENING), "--model", "stt=3600MiB", "--json", home=tmp_path)
     assert result.code == 0, result.err
     body = result.json()
@@ -33,7 +53,7 @@ def test_the_json_summary_has_per_model_time_off_the_gpu_and_the_least_free(tmp_
     assert 0 < body["min_free_mib"] < 12288
 
 
-def test_the_text_summary_says_how_long_each_model_spent_on_the_cpu(tmp_path):
+def test_the_text_summary_says_how_long_each_model_spent_on_the_cpu(tmp_path, replay):
     result = replay(str(EVENING), "--model", "stt=3600MiB", "--policy", "both", home=tmp_path)
     assert result.code == 0, result.err
     assert "stt spent 16m 07s on the CPU in 29m 59s" in result.out
@@ -42,7 +62,7 @@ def test_the_text_summary_says_how_long_each_model_spent_on_the_cpu(tmp_path):
     assert "(from the defaults)" in result.out
 
 
-def test_replay_reads_the_daemons_configuration_from_every_layer(tmp_path):
+def test_replay_reads_the_daemons_configuration_from_every_layer(tmp_path, replay):
     (tmp_path / "swictation").mkdir()
     xdg = tmp_path / "swictation" / "config.toml"
     xdg.write_text('[thresholds]\npreset = "conservative"\n\n[guard]\npolicy = "legacy"\n')
@@ -77,7 +97,7 @@ def test_replay_reads_the_daemons_configuration_from_every_layer(tmp_path):
     assert "error" in json.loads(bad.out)
 
 
-def test_policy_both_writes_the_events_of_both_policies_with_their_names(tmp_path):
+def test_policy_both_writes_the_events_of_both_policies_with_their_names(tmp_path, replay):
     events = tmp_path / "events.jsonl"
     result = replay(
         str(EVENING),
@@ -96,8 +116,8 @@ def test_policy_both_writes_the_events_of_both_policies_with_their_names(tmp_pat
     assert offloads == {("default", "stt"), ("legacy", "stt")}
 
 
-def test_advise_prints_the_best_few_with_a_snippet_and_the_largest_model(tmp_path):
-    result = replay(str(EVENING), "--model", "stt=3600MiB", "--advise", home=tmp_path)
+def test_advise_prints_the_best_few_with_a_snippet_and_the_largest_model(tmp_path, replay):
+    result = replay_process(str(EVENING), "--model", "stt=3600MiB", "--advise", home=tmp_path)
     assert result.code == 0, result.err
     out = result.out
     assert "tried 10 settings" in out
@@ -105,7 +125,9 @@ def test_advise_prints_the_best_few_with_a_snippet_and_the_largest_model(tmp_pat
     assert "1. " in out and "2. " in out and "3. " in out
     assert "legacy policy" not in out.split("largest model")[0]  # it lets the card overflow
     assert "largest model that would have fit without any offload:" in out
-    as_json = replay(str(EVENING), "--model", "stt=3600MiB", "--advise", "--json", home=tmp_path)
+    as_json = replay_process(
+        str(EVENING), "--model", "stt=3600MiB", "--advise", "--json", home=tmp_path
+    )
     body = as_json.json()
     assert len(body["advice"]) == 3
     best = body["advice"][0]
@@ -124,7 +146,7 @@ def test_advise_prints_the_best_few_with_a_snippet_and_the_largest_model(tmp_pat
     assert too_big.json()["offloads"] > 0
 
 
-def test_total_mib_takes_units(tmp_path):
+def test_total_mib_takes_units(tmp_path, replay):
     result = replay(str(FIXTURES / "no-total.csv"), "--total-mib", "8GiB", "--json", home=tmp_path)
     assert result.code == 0, result.err
     assert result.json()["total_mib"] == 8192
@@ -133,7 +155,7 @@ def test_total_mib_takes_units(tmp_path):
     assert bad.err.startswith("swictation replay: error: --total-mib 8 parsecs:")
 
 
-def test_non_finite_numbers_are_refused_naming_the_line(tmp_path):
+def test_non_finite_numbers_are_refused_naming_the_line(tmp_path, replay):
     for value in ("NaN", "Infinity", "-Infinity"):
         trace = tmp_path / "x.jsonl"
         trace.write_text(

@@ -5,10 +5,9 @@ to release before the daemon offloads its own model, and no word is lost."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from tests.e2e.conftest import GiB, run_command, write_csv
+from tests.e2e.conftest import GiB, Result, run_command, write_csv
 from tests.tenant_servers import FakeComfyUi, FakeOllama, closed_port, serving
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
@@ -39,10 +38,12 @@ def _config(tmp_path: Path, tenants: str) -> Path:
     return config
 
 
-def _run(tmp_path: Path, config: Path) -> tuple[object, list[dict]]:
+def run_under_pressure(
+    swictationd, tmp_path: Path, config: Path, env: dict | None = None
+) -> tuple[Result, list[dict]]:
+    """pair.wav at real-time pace while the replayed card fills (see `_pressure`)."""
     events = tmp_path / "events.jsonl"
-    result = run_command(
-        "swictationd",
+    result = swictationd(
         "--audio-file",
         str(AUDIO / "pair.wav"),
         "--realtime",
@@ -57,12 +58,12 @@ def _run(tmp_path: Path, config: Path) -> tuple[object, list[dict]]:
         "--spool-dir",
         str(tmp_path / "spool"),
         "-v",
-        env={**os.environ},
+        env=env,
     )
     return result, [json.loads(line) for line in events.read_text().splitlines()]
 
 
-def test_both_tenants_are_asked_before_our_own_offload_and_no_word_is_lost(tmp_path):
+def test_both_tenants_are_asked_before_our_own_offload_and_no_word_is_lost(tmp_path, swictationd):
     ollama = FakeOllama({"nomic-embed-text:latest": 274.0})
     comfy = FakeComfyUi()
     with serving(ollama) as ollama_url, serving(comfy) as comfy_url:
@@ -71,7 +72,7 @@ def test_both_tenants_are_asked_before_our_own_offload_and_no_word_is_lost(tmp_p
             f'[[tenants]]\nkind = "ollama"\nurl = "{ollama_url}"\n'
             f'[[tenants]]\nkind = "comfyui"\nurl = "{comfy_url}"\n',
         )
-        result, log = _run(tmp_path, config)
+        result, log = run_under_pressure(swictationd, tmp_path, config)
     assert result.code == 0, result.err
     assert _words(result.out) == _words(SAID), result.out
 
@@ -108,9 +109,9 @@ def test_both_tenants_are_asked_before_our_own_offload_and_no_word_is_lost(tmp_p
     assert replayed.code == 0, replayed.err
 
 
-def test_a_tenant_that_does_not_answer_is_skipped_and_reported(tmp_path):
+def test_a_tenant_that_does_not_answer_is_skipped_and_reported(tmp_path, swictationd):
     config = _config(tmp_path, f'[[tenants]]\nkind = "ollama"\nurl = "{closed_port()}"\n')
-    result, log = _run(tmp_path, config)
+    result, log = run_under_pressure(swictationd, tmp_path, config)
     assert result.code == 0, result.err
     assert _words(result.out) == _words(SAID), result.out
     # Known not to answer by the time the card fills: skipped, and our own offload goes ahead

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 
 import pytest
 
-from tests.e2e.test_tenants_daemon import AUDIO, _pressure
+from tests.e2e.test_tenants_daemon import run_under_pressure
 from tests.integration.test_tenants_dbus import _listen, bus_daemon, private_bus  # noqa: F401
 
 pytest.importorskip("jeepney", reason="jeepney is not installed (the dbus extra)")
@@ -33,33 +31,15 @@ class _Listener(threading.Thread):
                     continue
 
 
-def test_the_daemon_signals_each_level_change(private_bus, tmp_path):  # noqa: F811
-    from tests.e2e.conftest import run_command
-
+def test_the_daemon_signals_each_level_change(private_bus, tmp_path, swictationd):  # noqa: F811
     listener = _Listener(private_bus)
     listener.start()
     assert listener.ready.wait(10)
     config = tmp_path / "config.toml"
     config.write_text("[thresholds]\ndwell_s = 1.0\n[guard]\nmin_offload_mib = 16\n")
-    events = tmp_path / "events.jsonl"
     try:
-        result = run_command(
-            "swictationd",
-            "--audio-file",
-            str(AUDIO / "pair.wav"),
-            "--realtime",
-            "--probe",
-            "trace",
-            "--trace",
-            str(_pressure(tmp_path)),
-            "--config",
-            str(config),
-            "--events",
-            str(events),
-            "--spool-dir",
-            str(tmp_path / "spool"),
-            "-v",
-            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": private_bus},
+        result, log = run_under_pressure(
+            swictationd, tmp_path, config, env={"DBUS_SESSION_BUS_ADDRESS": private_bus}
         )
     finally:
         listener.stop.set()
@@ -67,7 +47,6 @@ def test_the_daemon_signals_each_level_change(private_bus, tmp_path):  # noqa: F
         listener.connection.close()
     assert result.code == 0, result.err
     assert "publishing the memory level on the D-Bus session bus" in result.err
-    log = [json.loads(line) for line in events.read_text().splitlines()]
     changes = [(e["level"], e.get("usage", -1.0)) for e in log if e["type"] == "level"]
     assert [level for level, _usage in changes][:1] == ["EMERGENCY"]
     assert [body[0] for body in listener.bodies] == [level for level, _ in changes]

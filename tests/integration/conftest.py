@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.nemo_canary import MEL_PREPROCESSOR
+
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 
 
@@ -17,15 +19,7 @@ def tiny_nemo_config():
     return OmegaConf.create(
         {
             "sample_rate": 16000,
-            "preprocessor": {
-                "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-                "sample_rate": 16000,
-                "features": 16,
-                "n_fft": 512,
-                "window_size": 0.02,
-                "window_stride": 0.01,
-                "dither": 0.0,
-            },
+            "preprocessor": MEL_PREPROCESSOR,
             "encoder": {
                 "_target_": "nemo.collections.asr.modules.ConvASREncoder",
                 "feat_in": 16,

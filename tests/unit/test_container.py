@@ -10,15 +10,11 @@ import numpy as np
 from dependency_injector import providers
 
 from swictation.adapters.memory import (
-    EnergyVoiceDetector,
     EventList,
     FakeClock,
     InMemoryModelHost,
-    ListAudioSource,
-    ListOutput,
     NoProbe,
     ScriptedProbe,
-    ScriptedRecognizer,
 )
 from swictation.adapters.trace_row import TraceRowProbe
 from swictation.application.config import DaemonSettings, GuardConfig, PolicyName, load_settings
@@ -32,12 +28,14 @@ from swictation.application.container import (
 from swictation.application.services.daemon import EXIT_MEMORY_SHUTDOWN, EXIT_OK
 from swictation.application.services.simulation import ModelSpec
 from swictation.domain.legacy import LegacyPolicy
-from swictation.domain.model import ModelState, Placement, Thresholds, Tuning
+from swictation.domain.model import Thresholds, Tuning
 from swictation.domain.policy import GuardPolicy
-from swictation.ports import AudioBlock
 from swictation.ports.spool import OpenUtterance, Spool
+from tests.unit.parts import RATE, audio, with_fakes
 
-RATE = 16000
+TWO_SENTENCES = audio(
+    ("silence", 1.0), ("speech", 1.0), ("silence", 1.0), ("speech", 0.8), ("silence", 1.0)
+)
 
 
 def test_policy_selector():
@@ -67,19 +65,6 @@ def test_events_to_a_file_closed_by_the_container(tmp_path):
     assert '"type":"probe"' in path.read_text()
 
 
-def _speech(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-
-
-def _blocks(*pieces: np.ndarray, size: int = 512) -> list[AudioBlock]:
-    stream = np.concatenate(pieces)
-    return [
-        AudioBlock(start / RATE, stream[start : start + size], RATE)
-        for start in range(0, len(stream), size)
-    ]
-
-
 def _file_run(tmp_path, **sections) -> DaemonSettings:
     config = load_settings(
         None,
@@ -90,27 +75,9 @@ def _file_run(tmp_path, **sections) -> DaemonSettings:
     return DaemonSettings(config, audio_file=str(tmp_path / "unused.wav"))
 
 
-def _with_fakes(container, texts, blocks):
-    clock = FakeClock()
-    host = InMemoryModelHost(
-        clock, (ModelState("vad", 2.0, Placement.CPU), ModelState("stt", 75.0, Placement.CPU))
-    )
-    output, events = ListOutput(), EventList()
-    container.clock.override(providers.Object(clock))
-    container.host.override(providers.Object(host))
-    container.source.override(providers.Object(ListAudioSource(blocks)))
-    container.vad.override(providers.Object(EnergyVoiceDetector()))
-    container.recognizer.override(providers.Object(ScriptedRecognizer(texts)))
-    container.output.override(providers.Object(output))
-    container.events.override(providers.Object(events))
-    return output, events
-
-
 def test_the_daemon_built_by_the_container_transcribes_in_process(tmp_path):
     container = daemon_container(_file_run(tmp_path))
-    silence = np.zeros(RATE, np.float32)
-    blocks = _blocks(silence, _speech(1.0), silence, _speech(0.8), silence)
-    output, events = _with_fakes(container, ["hello there", "general kenobi"], blocks)
+    output, events = with_fakes(container, ["hello there", "general kenobi"], TWO_SENTENCES)
     daemon = container.daemon()
     assert container.control() is None  # a file run has no control socket unless asked
     try:
@@ -127,8 +94,7 @@ def test_the_guard_and_the_daemon_share_one_stop(tmp_path):
     """The guard's SHUTDOWN reaches the daemon through the injected stop signal: capture
     stops, the queue is spooled, and the exit status says why."""
     container = daemon_container(_file_run(tmp_path))
-    silence = np.zeros(RATE, np.float32)
-    _with_fakes(container, ["never typed"], _blocks(silence, _speech(1.0), silence))
+    with_fakes(container, ["never typed"], audio(("silence", 1), ("speech", 1), ("silence", 1)))
     daemon = container.daemon()
     guard = container.guard()
     assert guard.on_shutdown is not None
@@ -162,6 +128,9 @@ class ListSpool(Spool):
     def backlog(self) -> list[Path]:
         return []
 
+    def seconds(self, path: Path) -> float:
+        return len(self.kept[path]) / RATE
+
     def load(self, path: Path):
         return self.kept.get(path)
 
@@ -172,9 +141,7 @@ class ListSpool(Spool):
 def test_the_spool_is_a_port_the_container_injects(tmp_path):
     """Each utterance is kept through the injected spool until its text is delivered."""
     container = daemon_container(_file_run(tmp_path))
-    silence = np.zeros(RATE, np.float32)
-    blocks = _blocks(silence, _speech(1.0), silence, _speech(0.8), silence)
-    output, _ = _with_fakes(container, ["hello there", "general kenobi"], blocks)
+    output, _ = with_fakes(container, ["hello there", "general kenobi"], TWO_SENTENCES)
     spool = ListSpool()
     container.spool.override(providers.Object(spool))
     try:
@@ -191,7 +158,7 @@ def test_only_the_selected_resources_start(tmp_path):
     """init_resources() would start NVML behind an unselected branch; the container starts
     only what the selected providers ask for."""
     container = daemon_container(_file_run(tmp_path))
-    _with_fakes(container, [], [])
+    with_fakes(container, [], [])
     container.daemon()
     assert not container.nvml.initialized
     assert not container.models.initialized  # the host was overridden: no model loaded
@@ -233,7 +200,7 @@ def test_the_co_tenant_refresher_is_one_of_the_daemons_supervised_workers(tmp_pa
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
     settings = _file_run(tmp_path, tenants=[{"kind": "ollama", "url": url}])
     container = daemon_container(settings)
-    _with_fakes(container, [], [])
+    with_fakes(container, [], [])
     daemon = container.daemon()
     try:
         daemon.guard.tenants.views()  # the guard's first look starts the refresher

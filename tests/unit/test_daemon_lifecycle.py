@@ -9,29 +9,15 @@ import threading
 
 import attrs
 
-from swictation.adapters.memory import (
-    EnergyVoiceDetector,
-    EventList,
-    FakeClock,
-    InMemoryModelHost,
-    ListAudioSource,
-    ListOutput,
-    NoProbe,
-    ScriptedRecognizer,
-)
-from swictation.adapters.spool import Spool
+from swictation.adapters.memory import FakeClock, ListAudioSource, NoProbe
 from swictation.application.config import DaemonSettings
 from swictation.application.container import DaemonParts
 from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon
 from swictation.application.services.guard import GuardService
-from swictation.application.services.pipeline import DictationPipeline
-from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.stop import StopSignal
 from swictation.application.services.workers import Workers
-from swictation.domain.model import ModelState
 from swictation.domain.policy import GuardPolicy
-from swictation.domain.recovery import RecoveryTracker
-from tests.unit.test_pipeline import audio
+from tests.unit.parts import audio, build
 
 
 @attrs.frozen
@@ -58,18 +44,9 @@ class DyingSource(ListAudioSource):
 
 def daemon_with(source, tmp_path, watchdog_s=0.01):
     clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    events = EventList()
     workers = Workers(max_restarts=2, backoff_s=0.0)
-    pipeline = DictationPipeline(
-        source,
-        EnergyVoiceDetector(0.05),
-        ScriptedRecognizer(["hello"]),
-        ListOutput(),
-        RecoveringRunner(host, RecoveryTracker(), events, clock),
-        events,
-        Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
-        workers=workers,
+    pipeline, _, _, events, host = build(
+        [], ["hello"], tmp_path, source=source, workers=workers, clock=clock
     )
     stop = StopSignal()
     guard = GuardService(

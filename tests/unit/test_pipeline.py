@@ -8,57 +8,14 @@ import numpy as np
 import pytest
 
 from swictation.adapters.memory import (
-    EnergyVoiceDetector,
-    EventList,
     FakeClock,
     InMemoryModelHost,
     ListAudioSource,
-    ListOutput,
     ScriptedRecognizer,
 )
-from swictation.adapters.spool import Spool
-from swictation.application.services.pipeline import DictationPipeline
-from swictation.application.services.recovery import RecoveringRunner
 from swictation.domain.model import ModelState
-from swictation.domain.recovery import ErrorKind, RecoveryTracker
-from swictation.ports import AudioBlock
-
-RATE, BLOCK = 16000, 512
-
-
-def audio(*parts: tuple[str, float]) -> list[AudioBlock]:
-    """('speech'|'silence', seconds) parts as 32 ms blocks (speech: a 200 Hz tone)."""
-    samples = []
-    for kind, seconds in parts:
-        n = int(seconds * RATE)
-        t = np.arange(n) / RATE
-        samples.append(0.3 * np.sin(2 * np.pi * 200 * t) if kind == "speech" else np.zeros(n))
-    whole = np.concatenate(samples).astype(np.float32)
-    whole = np.pad(whole, (0, -len(whole) % BLOCK))
-    return [AudioBlock(i / RATE, whole[i : i + BLOCK]) for i in range(0, len(whole), BLOCK)]
-
-
-def build(blocks, texts, tmp_path, host=None):
-    clock = FakeClock()
-    host = host or InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    events, output = EventList(), ListOutput()
-    stt = ScriptedRecognizer(texts)
-    pipeline = DictationPipeline(
-        ListAudioSource(blocks),
-        EnergyVoiceDetector(0.05),
-        stt,
-        output,
-        RecoveringRunner(host, RecoveryTracker(), events, clock),
-        events,
-        Spool(tmp_path / "spool"),
-    )
-    return pipeline, output, stt, events, host
-
-
-def run_all(pipeline):
-    pipeline.start_worker()
-    pipeline.capture()
-    pipeline.finish(drain_timeout_s=None)
+from swictation.domain.recovery import ErrorKind
+from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
 
 def test_two_sentences_two_lines(tmp_path):
@@ -88,7 +45,7 @@ def test_an_oom_storm_ends_in_cpu_fallback_with_every_utterance_transcribed(tmp_
     parts = [("silence", 0.3)]
     for _ in range(4):
         parts += [("speech", 0.6), ("silence", 1.0)]
-    pipeline, output, _, events, _ = build(audio(*parts), ["a", "b", "c", "d"], tmp_path, host)
+    pipeline, output, _, events, _ = build(audio(*parts), ["a", "b", "c", "d"], tmp_path, host=host)
     run_all(pipeline)
     assert output.lines == ["a", "b", "c", "d"]
     verdicts = [e.detail["verdict"] for e in events.of_type("error")]

@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from swictation.adapters.memory import (
-    EnergyVoiceDetector,
-    EventList,
-    FakeClock,
-    InMemoryModelHost,
-    ListAudioSource,
-    ListOutput,
-    ScriptedRecognizer,
-)
-from swictation.adapters.spool import Spool
+from swictation.adapters.memory import EnergyVoiceDetector, ScriptedRecognizer
 from swictation.application.config import load_settings
-from swictation.application.services.pipeline import DictationPipeline
-from swictation.application.services.recovery import RecoveringRunner
-from swictation.domain.model import ModelState
-from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import AudioBlock
-from tests.unit.test_pipeline import BLOCK, RATE, audio
-from tests.unit.test_pipeline_reliability import build, run_all
+from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
 
 class CountingVad(EnergyVoiceDetector):
@@ -47,7 +33,7 @@ def test_a_quiet_room_never_wakes_the_vad_and_speech_always_does(tmp_path):
     offset = len(blocks) * BLOCK / RATE
     blocks += [AudioBlock(b.t + offset, b.samples) for b in speech]
     vad = CountingVad()
-    pipeline, output, _ = build(blocks, ["heard"], tmp_path)
+    pipeline, output, _, _, _ = build(blocks, ["heard"], tmp_path)
     pipeline._vad = vad
     run_all(pipeline)
     assert output.lines == ["heard"]
@@ -63,19 +49,7 @@ def test_the_gate_can_be_opened_to_run_the_vad_on_every_block(tmp_path):
     settings = load_settings(None, {"SWICTATION_VAD_ENERGY_GATE_DBFS": "-120"}, default_file=False)
     blocks = quiet_room(1.0, -70)
     vad = CountingVad()
-    clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    events = EventList()
-    pipeline = DictationPipeline(
-        ListAudioSource(blocks),
-        vad,
-        ScriptedRecognizer([]),
-        ListOutput(),
-        RecoveringRunner(host, RecoveryTracker(), events, clock),
-        events,
-        Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
-        settings=settings.vad,
-    )
+    pipeline, _, _, _, _ = build(blocks, [], tmp_path, vad=vad, settings=settings.vad)
     pipeline.warm_up()  # its one VAD call is not a block of the stream
     warm_up_calls = vad.calls
     run_all(pipeline)
@@ -94,7 +68,9 @@ class Warmable(ScriptedRecognizer):
 
 def test_models_are_warmed_up_once_and_the_warm_up_is_not_an_utterance(tmp_path):
     stt = Warmable(["only this"])
-    pipeline, output, _ = build(audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=stt)
+    pipeline, output, _, _, _ = build(
+        audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=stt
+    )
     pipeline.warm_up()
     run_all(pipeline)
     assert stt.warmed == 1

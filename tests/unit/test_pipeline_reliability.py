@@ -9,24 +9,12 @@ import threading
 import numpy as np
 import pytest
 
-from swictation.adapters.memory import (
-    EnergyVoiceDetector,
-    EventList,
-    FakeClock,
-    InMemoryModelHost,
-    ListAudioSource,
-    ListOutput,
-    ScriptedRecognizer,
-)
+from swictation.adapters.memory import ListAudioSource, ListOutput, ScriptedRecognizer
 from swictation.adapters.spool import Spool
 from swictation.application.services.delivery import Delivery, Pending
-from swictation.application.services.pipeline import DictationPipeline
-from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
-from swictation.domain.model import ModelState
-from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import AudioBlock, TextOutput
-from tests.unit.test_pipeline import BLOCK, RATE, audio
+from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
 
 class FlakyOutput(TextOutput):
@@ -43,34 +31,6 @@ class FlakyOutput(TextOutput):
             self.left -= 1
             raise RuntimeError(f"wtype failed (1): cannot open display (call {self.calls})")
         self.lines.append(text)
-
-
-def build(blocks, texts, tmp_path, output=None, stt=None, kept=None, retry=(0.01, 0.05)):
-    clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    events = EventList()
-    output = output if output is not None else ListOutput()
-    stt = stt or ScriptedRecognizer(texts)
-    pipeline = DictationPipeline(
-        ListAudioSource(blocks),
-        EnergyVoiceDetector(0.05),
-        stt,
-        output,
-        RecoveringRunner(host, RecoveryTracker(), events, clock),
-        events,
-        Spool(tmp_path / "spool", fallback=tmp_path / "fallback"),
-        keep_undelivered=(lambda texts: kept.extend(texts) or tmp_path / "undelivered.txt")
-        if kept is not None
-        else (lambda texts: None),
-        retry_s=retry,
-    )
-    return pipeline, output, stt
-
-
-def run_all(pipeline):
-    pipeline.start_worker()
-    pipeline.capture()
-    pipeline.finish(drain_timeout_s=None)
 
 
 class ToggledSource(ListAudioSource):
@@ -90,7 +50,7 @@ class ToggledSource(ListAudioSource):
 def toggled(blocks, at_s, texts, tmp_path):
     box: list = []
     source = ToggledSource(blocks, box, round(at_s * RATE / BLOCK))
-    pipeline, output, stt = build([], texts, tmp_path)
+    pipeline, output, stt, _, _ = build([], texts, tmp_path)
     pipeline._source = source
     box.append(pipeline)
     return pipeline, output, stt
@@ -118,7 +78,7 @@ def test_a_toggle_just_after_a_sentence_keeps_the_sentence(tmp_path):
 def test_a_failing_output_is_retried_in_order_and_the_worker_goes_on(tmp_path):
     blocks = audio(*[p for _ in range(3) for p in (("speech", 0.6), ("silence", 1.0))])
     output = FlakyOutput(failures=2)
-    pipeline, _, _ = build(blocks, ["one", "two", "three"], tmp_path, output=output)
+    pipeline, _, _, _, _ = build(blocks, ["one", "two", "three"], tmp_path, output=output)
     run_all(pipeline)
     assert output.lines == ["one", "two", "three"]
     assert pipeline.delivery.retry_delays[:2] == [0.01, 0.02]
@@ -130,7 +90,7 @@ def test_a_failing_output_is_retried_in_order_and_the_worker_goes_on(tmp_path):
 def test_text_that_cannot_be_delivered_is_kept_at_the_stop(tmp_path):
     blocks = audio(("speech", 0.6), ("silence", 1.0), ("speech", 0.6), ("silence", 1.0))
     kept: list[str] = []
-    pipeline, _output, _ = build(
+    pipeline, _output, _, _, _ = build(
         blocks, ["first", "second"], tmp_path, output=FlakyOutput(10**6), kept=kept
     )
     run_all(pipeline)
@@ -185,7 +145,7 @@ class BrokenOnce(ScriptedRecognizer):
 
 def test_a_failed_transcription_keeps_the_audio_and_the_worker_goes_on(tmp_path):
     blocks = audio(("speech", 0.6), ("silence", 1.0), ("speech", 0.6), ("silence", 1.0))
-    pipeline, output, _ = build(blocks, [], tmp_path, stt=BrokenOnce(["second"]))
+    pipeline, output, _, _, _ = build(blocks, [], tmp_path, stt=BrokenOnce(["second"]))
     run_all(pipeline)
     assert output.lines == ["second"]
     assert pipeline.workers.snapshot()["stt"]["errors"] == 1
@@ -208,7 +168,7 @@ def test_utterances_are_on_disk_from_the_moment_they_are_queued(tmp_path):
                     seen["pcm_s"] = [str(pcm.stat().st_size / 2 / RATE)]
                 yield block
 
-    pipeline, _, _ = build([], [], tmp_path)
+    pipeline, _, _, _, _ = build([], [], tmp_path)
     pipeline._source = Watching(blocks)
     box.append(pipeline)
     pipeline.capture()  # no worker: nothing transcribed, as if the process were killed
@@ -232,7 +192,7 @@ def test_a_short_backlog_is_typed_before_newer_live_speech(tmp_path):
             lengths = {int(0.5 * RATE): "older", int(0.7 * RATE): "old"}
             return lengths.get(len(block.samples), "new")
 
-    pipeline, output, _ = build(
+    pipeline, output, _, _, _ = build(
         audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=Heard([])
     )
     pipeline.start_worker()
@@ -256,7 +216,7 @@ def test_a_long_backlog_is_read_one_file_at_a_time_and_live_speech_goes_first(tm
             return super().transcribe(block)
 
     texts = ["old"] + ["live"] + ["old"] * 49
-    pipeline, output, _ = build(
+    pipeline, output, _, _, _ = build(
         audio(("speech", 0.6), ("silence", 1.0)), [], tmp_path, stt=Order(texts)
     )
     pipeline._backlog_in_order_s = 20.0  # 50 files of 0.6 s: a long backlog
@@ -278,7 +238,7 @@ def test_audio_with_nan_or_inf_never_reaches_a_model(tmp_path):
     poisoned = blocks[3].samples.copy()
     poisoned[10], poisoned[20] = np.nan, np.inf
     blocks[3] = AudioBlock(blocks[3].t, poisoned)
-    pipeline, output, stt = build(blocks, ["heard"], tmp_path)
+    pipeline, output, stt, _, _ = build(blocks, ["heard"], tmp_path)
     run_all(pipeline)
     assert output.lines == ["heard"]
     assert all(np.isfinite(b.samples).all() for b in stt.heard)

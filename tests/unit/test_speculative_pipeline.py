@@ -7,22 +7,11 @@ from __future__ import annotations
 
 import threading
 
-from swictation.adapters.memory import (
-    EnergyVoiceDetector,
-    EventList,
-    FakeClock,
-    InMemoryModelHost,
-    ListAudioSource,
-    ListOutput,
-)
-from swictation.adapters.spool import Spool
+from swictation.adapters.memory import ListAudioSource
 from swictation.application.services.pipeline import DictationPipeline
-from swictation.application.services.recovery import RecoveringRunner
-from swictation.domain.model import ModelState
-from swictation.domain.recovery import RecoveryTracker
 from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock, SpeechRecognizer
-from tests.unit.test_pipeline import RATE, audio
+from tests.unit.parts import RATE, audio, build, run_all
 
 
 class Measuring(SpeechRecognizer):
@@ -49,7 +38,7 @@ class Waiting(ListAudioSource):
     def blocks(self):
         for i, block in enumerate(super().blocks()):
             if i == self._at:
-                for _ in range(2000):
+                for _ in range(6000):  # 30 s: a busy machine is slow, never wrong
                     if self._ready():
                         break
                     threading.Event().wait(0.005)
@@ -76,25 +65,13 @@ def block_at(seconds: float) -> int:
 
 
 def run(blocks, stt, tmp_path, at, ready_when, vad=None):
-    clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("vad", 2), ModelState("stt", 1500)])
-    events, output = EventList(), ListOutput()
     box: list[DictationPipeline] = []
     source = Waiting(blocks, at, lambda: ready_when(box[0]))
-    pipeline = DictationPipeline(
-        source,
-        EnergyVoiceDetector(0.05),
-        stt,
-        output,
-        RecoveringRunner(host, RecoveryTracker(), events, clock),
-        events,
-        Spool(tmp_path / "spool"),
-        settings=vad or VadSettings(),
+    pipeline, output, _, events, _ = build(
+        [], [], tmp_path, source=source, stt=stt, settings=vad or VadSettings()
     )
     box.append(pipeline)
-    pipeline.start_worker()
-    pipeline.capture()
-    pipeline.finish(drain_timeout_s=None)
+    run_all(pipeline)
     return pipeline, output, events
 
 
