@@ -133,7 +133,9 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         sample = self.guard.last_sample
         stats = self.pipeline.stats
-        latency = stats.percentiles()
+        # What a user waits: from the last voiced sample (the end-of-utterance pause
+        # included); the VAD-end figure only when no utterance was heard live.
+        latency = stats.percentiles(stats.speech_latencies or None)
         delivery = self.pipeline.delivery.state()
         capture = self.pipeline.capture_health()
         return {

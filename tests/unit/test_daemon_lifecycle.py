@@ -149,3 +149,18 @@ def test_status_sees_a_failing_flight_recorder_behind_the_dbus_tee(tmp_path):
     events = daemon.health()["events"]
     assert events["state"] == "running"
     assert events["errors"] == 3  # the count of what was lost stays
+
+
+def test_status_latency_runs_from_the_last_voiced_sample_when_it_is_known(tmp_path):
+    """With speculative endpointing the text is often ready when the VAD closes the
+    utterance, so "VAD end -> text" reads 0.00 s; what a user waits is measured from the
+    last voiced sample (the end-of-utterance pause included)."""
+    daemon, _ = daemon_with(ListAudioSource([]), tmp_path)
+    stats = daemon.pipeline.stats
+    stats.latencies.extend([0.0, 0.0, 0.01])
+    stats.speech_latencies.extend([0.8, 0.9, 1.0])
+    status = daemon.status()
+    assert status["latency_p50_s"] == 0.9
+    # Backlog only (no voiced sample heard live): the VAD-end figure is all there is.
+    stats.speech_latencies.clear()
+    assert daemon.status()["latency_p50_s"] == 0.0
