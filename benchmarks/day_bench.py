@@ -31,6 +31,10 @@ from pathlib import Path
 
 import attrs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.wer import error_rate, words
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
 DICTATION = ROOT / "examples" / "audio" / "dictation.wav"
@@ -39,7 +43,6 @@ BIN = Path(sys.executable).parent
 TOTAL_MIB = 8192.0
 CALM_MIB = 2900.0  # the desktop's share of the card on an ordinary day
 GAME_MIB = 0.99 * TOTAL_MIB
-NUMBERS = {"10": "ten"}
 
 
 # -- the recording -----------------------------------------------------------------------------
@@ -491,19 +494,6 @@ def live(run: Run) -> None:
 
 
 # -- the figures -------------------------------------------------------------------------------
-
-
-def words(text: str) -> list[str]:
-    return [NUMBERS.get(t, t) for t in re.findall(r"[a-z0-9']+", text.lower())]
-
-
-def error_rate(reference: list[str], hypothesis: list[str]) -> float:
-    row = list(range(len(hypothesis) + 1))
-    for i, r in enumerate(reference, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hypothesis, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[len(hypothesis)] / max(1, len(reference))
 
 
 def _matches(said: Said, heard: list[str]) -> bool:

@@ -35,8 +35,11 @@ from typing import Any
 
 import attrs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.wer import edit_distance
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 AUDIO = ROOT / "examples" / "audio"
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -100,16 +103,6 @@ def sentence_ends(text: str) -> list[bool]:
         if count:
             ends.extend([False] * (count - 1) + [token.rstrip("\"')").endswith((".", "?", "!"))])
     return ends
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions, insertions, deletions)."""
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 @attrs.frozen

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.wer import error_rate, words
 from swictation.adapters.audio_file import FileAudioSource
 from swictation.adapters.memory import ScriptedProbe
 from swictation.application.config import resolve_settings
@@ -22,22 +22,10 @@ from tests.e2e.conftest import BIN, GiB, run_command, write_csv
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 DICTATION = Path(__file__).parents[2] / "examples" / "audio" / "dictation.wav"
-NUMBERS = {"10": "ten"}
-
-
-def words(text: str) -> list[str]:
-    tokens = re.findall(r"[a-z0-9']+", text.lower())
-    return [NUMBERS.get(t, t) for t in tokens]
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
+    return error_rate(words(reference), words(hypothesis))
 
 
 def daemon(*args: str, env: dict | None = None, timeout: float = 300):

@@ -29,6 +29,12 @@ def serving(path, **kwargs) -> ControlServer:
     return server
 
 
+def answered_then_health(server: ControlServer, path) -> dict:
+    """After a fault: the next request is answered as ever, and the health read then."""
+    assert request(path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
+    return server.health()
+
+
 def test_a_failing_handler_is_counted_and_the_next_request_is_answered(path):
     server = serving(path)
     try:
@@ -36,8 +42,7 @@ def test_a_failing_handler_is_counted_and_the_next_request_is_answered(path):
             "state": "running", "errors": 0, "restarts": 0, "last_error": None,
         }  # fmt: skip
         assert request(path, {"cmd": "boom"})["error"] == "internal error: handler bug"
-        assert request(path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
-        health = server.health()
+        health = answered_then_health(server, path)
         assert health["errors"] == 1 and health["state"] == "running"
         assert health["last_error"] == "handler: RuntimeError: handler bug"
         assert server.alive
@@ -69,8 +74,7 @@ def test_an_accept_error_is_counted_and_survived(path):
     try:
         server._sock = FailingAccept(server._sock, failures=1)
         # The client retries what the paused listener does not take at once.
-        assert request(path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
-        health = server.health()
+        health = answered_then_health(server, path)
         assert health["errors"] == 1, health
         assert health["last_error"].startswith("accept: OSError")
         assert health["state"] == "running" and health["restarts"] == 0
@@ -93,8 +97,7 @@ def test_a_loop_that_ends_is_restarted_and_serves_again(path):
         server._expire = expire_once
         request(path, {"cmd": "status"})  # wakes the loop, which then ends
         assert escaped.wait(30)
-        assert request(path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
-        health = server.health()
+        health = answered_then_health(server, path)
         assert health["restarts"] == 1 and health["state"] == "running"
         assert health["last_error"] == "loop: SystemExit: escaped the loop"
         assert server.alive

@@ -33,6 +33,15 @@ def write(tmp_path, text):
     return path
 
 
+def refusal(path) -> str:
+    """The error `load_guard_config` refuses the file at `path` with: one line."""
+    with pytest.raises(ConfigError) as caught:
+        load_guard_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
 def test_preset_with_an_override(tmp_path):
     cfg = load_guard_config(
         write(
@@ -79,12 +88,9 @@ def test_no_file_means_defaults():
 )
 def test_bad_files_get_one_line_naming_the_problem(tmp_path, text, message):
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
-        load_guard_config(path)
-    text_of_error = str(caught.value)
+    text_of_error = refusal(path)
     assert message in text_of_error
     assert str(path) in text_of_error
-    assert "\n" not in text_of_error
 
 
 def test_missing_file(tmp_path):

@@ -70,28 +70,29 @@ def test_an_armed_stop_waits_for_the_gap_in_speech():
     assert stop.stopped and not stop.disarm()  # too late to call it off
 
 
-def test_a_disarmed_stop_lets_capture_go_on():
-    stop = GapStop(ListAudioSource(blocks(6)))
-    fired = []
+def listen(stop: GapStop, arm_at: int, disarm: bool = False) -> tuple[int, list[bool]]:
+    """Takes every block `stop` gives, arming it after block `arm_at` (and with `disarm`,
+    calling it off at once): how many blocks were heard, and whether the stop fired."""
+    fired: list[bool] = []
     heard = 0
     for _ in stop.blocks():
         heard += 1
-        if heard == 1:
+        if heard == arm_at:
             stop.arm(lambda: fired.append(True))
-            assert stop.disarm()
-    assert heard == 6 and fired == []
+            if disarm:
+                assert stop.disarm()
+    return heard, fired
+
+
+def test_a_disarmed_stop_lets_capture_go_on():
+    stop = GapStop(ListAudioSource(blocks(6)))
+    assert listen(stop, arm_at=1, disarm=True) == (6, [])
 
 
 def test_unbroken_speech_is_cut_after_the_longest_wait():
     stop = GapStop(ListAudioSource(blocks(6)), max_wait_s=0.0)
     stop.bind(lambda: True)
-    fired = []
-    heard = 0
-    for _ in stop.blocks():
-        heard += 1
-        if heard == 3:
-            stop.arm(lambda: fired.append(True))
-    assert heard == 3 and fired == [True]
+    assert listen(stop, arm_at=3) == (3, [True])
 
 
 def test_a_file_resumed_where_it_stopped_loses_and_repeats_no_sample(tmp_path):

@@ -75,6 +75,13 @@ def run(blocks, stt, tmp_path, at, ready_when, vad=None):
     return pipeline, output, events
 
 
+def resumed_after_half_a_second(stt, tmp_path, vad=None):
+    """A second of speech, half a second of pause, another second: the audio held at 1.48 s
+    (in the pause) until the advance transcription ran."""
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    return run(blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad)
+
+
 def test_a_confirmed_pause_types_the_advance_transcript_and_transcribes_nothing_twice(tmp_path):
     blocks = audio(("speech", 1.0), ("silence", 1.2), ("speech", 1.0), ("silence", 1.2))
     stt = Measuring()
@@ -92,11 +99,8 @@ def test_a_confirmed_pause_types_the_advance_transcript_and_transcribes_nothing_
 
 
 def test_speech_resuming_throws_the_advance_away_and_the_sentence_stays_whole(tmp_path):
-    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
     stt = Measuring()
-    pipeline, output, _ = run(
-        blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1
-    )
+    pipeline, output, _ = resumed_after_half_a_second(stt, tmp_path)
     ((start, end),) = spans(output.lines)  # one utterance, all of it
     assert start == 0 and near(end, 2.7)
     assert stt.heard[0][0] == 0 and near(stt.heard[0][1], 1.2)  # the advance work, wasted
@@ -107,11 +111,8 @@ def test_speech_resuming_throws_the_advance_away_and_the_sentence_stays_whole(tm
 
 def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_ends(tmp_path):
     vad = VadSettings(sentence_end_s=0.25)
-    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
     stt = Measuring(period=True)
-    pipeline, output, _ = run(
-        blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad
-    )
+    pipeline, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     # The first sentence ended where its pause began; what followed is a new utterance whose
     # leading padding starts where the first one ended: no sample typed twice, none lost.
     (a0, a1), (b0, b1) = spans(output.lines)
@@ -123,11 +124,8 @@ def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_en
 
 def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
     vad = VadSettings(sentence_end_s=0.25)
-    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
     stt = Measuring(period=False)
-    _, output, _ = run(
-        blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad
-    )
+    _, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     ((start, end),) = spans(output.lines)
     assert start == 0 and near(end, 2.7)
 

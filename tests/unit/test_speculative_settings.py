@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 
 from swictation.adapters.whisper_stt import compute_type_on
-from swictation.application.config import ConfigError, load_guard_config, load_settings
-
-
-def write(tmp_path, text):
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return path
+from swictation.application.config import load_settings
+from tests.unit.test_config import refusal, write
 
 
 def test_the_defaults_speculate_at_a_quarter_second_and_never_cut_at_a_sentence_end(tmp_path):
@@ -31,10 +26,7 @@ def test_the_defaults_speculate_at_a_quarter_second_and_never_cut_at_a_sentence_
     ],
 )
 def test_bad_values_get_one_line_naming_the_key(tmp_path, text, message):
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
-        load_guard_config(path)
-    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert message in refusal(write(tmp_path, text))
 
 
 @pytest.mark.parametrize(
