@@ -19,6 +19,7 @@ when speech resumes. Only a delivered utterance is typed, once.
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import logging
 import math
@@ -78,6 +79,12 @@ class Utterance:
         return len(self.samples) / RATE
 
 
+class AdvanceState(enum.Enum):
+    QUEUED = "queued"  # waiting for the speech-to-text worker
+    RUNNING = "running"
+    DONE = "done"  # transcribed (or failed)
+
+
 class Advance:
     """A speculative transcription of `span`: queued, run by the speech-to-text worker, then
     either used by the utterance it became or thrown away (once, whichever comes first)."""
@@ -91,7 +98,7 @@ class Advance:
         self.reported = False  # its sentence end was told to the endpointer
         self.finished = threading.Event()  # transcribed (or failed)
         self._lock = threading.Lock()
-        self._state = "queued"  # running, done
+        self._state = AdvanceState.QUEUED
         self._cancelled = False
 
     def start(self) -> bool:
@@ -99,18 +106,18 @@ class Advance:
         with self._lock:
             if self._cancelled:
                 return False
-            self._state = "running"
+            self._state = AdvanceState.RUNNING
             return True
 
     def finish(self, text: str | None, stt_s: float) -> bool:
         """Its result; True when it was thrown away while running (the work is wasted)."""
         with self._lock:
             self.text, self.stt_s = text, stt_s
-            self._state = "done"
+            self._state = AdvanceState.DONE
             self.finished.set()
             return self._cancelled
 
-    def cancel(self) -> str | None:
+    def cancel(self) -> AdvanceState | None:
         """Speech resumed: returns what the work had come to (queued: skipped; running: the
         worker counts it when it ends; done: wasted), None if already cancelled."""
         with self._lock:
@@ -413,10 +420,10 @@ class DictationPipeline:
 
     def _throw_away(self, advance: Advance) -> None:
         state = advance.cancel()
-        if state == "queued":
+        if state is AdvanceState.QUEUED:
             self.stats.speculations_skipped += 1
             self._speculation_event(advance, used=False, ran=False)
-        elif state == "done":
+        elif state is AdvanceState.DONE:
             self._wasted(advance)
         # running: the worker counts it when it ends
 
