@@ -740,5 +740,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT.parent))
     raise SystemExit(main())
