@@ -253,11 +253,19 @@ class ResidentModelsProbe(GpuProbe):
 
 
 class ListOutput(TextOutput):
+    """Lines as a terminal would show them; `pieces` keeps each emit (words typed early)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.pieces: list[tuple[str, bool]] = []
+        self._partial = ""
 
-    def emit(self, text: str) -> None:
-        self.lines.append(text)
+    def emit(self, text: str, ends: bool = True) -> None:
+        self.pieces.append((text, ends))
+        self._partial += text
+        if ends:
+            self.lines.append(self._partial)
+            self._partial = ""
 
 
 class EventList(EventSink):

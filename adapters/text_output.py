@@ -33,16 +33,17 @@ def printable(text: str) -> str:
 
 
 class StdoutOutput(TextOutput):
-    """One utterance per line on stdout, flushed at once; nothing else is written there."""
+    """One utterance per line on stdout, flushed at once (words typed early are written as
+    they come, the end of the line with the utterance); nothing else is written there."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
 
-    def emit(self, text: str) -> None:
+    def emit(self, text: str, ends: bool = True) -> None:
         with self._lock:
             try:
-                self._stream.write(printable(text) + "\n")
+                self._stream.write(printable(text) + ("\n" if ends else ""))
                 self._stream.flush()
             except (OSError, ValueError):
                 self._forget_buffer()
@@ -74,7 +75,7 @@ class _Closed:
 
 
 class FileOutput(TextOutput):
-    """Appends one utterance per line, flushed per utterance."""
+    """Appends one utterance per line, flushed per utterance (and per words typed early)."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
@@ -84,8 +85,10 @@ class FileOutput(TextOutput):
             raise OutputError(f"{path}: cannot append to it ({error.strerror})") from None
         self._lock = threading.Lock()
 
-    def emit(self, text: str) -> None:
-        line = printable(text) + "\n"
+    def emit(self, text: str, ends: bool = True) -> None:
+        line = printable(text) + ("\n" if ends else "")
+        if not line:
+            return
         with self._lock:
             # One write of the whole line, unbuffered: a full disk fails the call (and the
             # text waits to be retried), never half a line kept in a buffer for later.
@@ -105,12 +108,13 @@ class TypingOutput(TextOutput):
         self._command = (found, *prefix)
         self._tool = tool
 
-    def emit(self, text: str) -> None:
-        words = printable(text)
-        if not words:
+    def emit(self, text: str, ends: bool = True) -> None:
+        # A space after each utterance; words typed early are followed by the rest of it.
+        typed = printable(text) + (" " if ends else "")
+        if not typed:
             return
         done = subprocess.run(
-            [*self._command, words + " "],
+            [*self._command, typed],
             capture_output=True,
             text=True,
             timeout=30,

@@ -7,8 +7,10 @@ nothing was tuned on; scripts/make_recordings.sh makes them all) are joined with
 session and played at real-time pace through `swictationd --audio-file ... --realtime
 --output stdout`. The end of each stretch of speech comes from the audio's own energy
 (10 ms frames above -40 dBFS), placed in time from the daemon's `listening` log line; each
-line of text is stamped by the wall clock as it arrives on stdout. Printed per setting:
-p50/p95 latency, the daemon's CPU seconds per minute of speech (/proc at `listening`, the
+line of text is stamped by the wall clock as it arrives on stdout: when its last word came
+(words typed early, vad.early_words, arrive before the end of their line) and when the line
+ended. Printed per setting: p50/p95 latency (to the last word, and to the end of the line),
+the daemon's CPU seconds per minute of speech (/proc at `listening`, the
 child's resource usage at its exit), the speculative transcriptions thrown away (its flight
 recorder), the word error rate against the known texts (all, and held-out alone) and the
 lines that end in the middle of a sentence.
@@ -162,9 +164,40 @@ def cpu_seconds(pid: int) -> float:
 
 
 @attrs.frozen
+class Seen:
+    """A line of stdout: when its last word arrived and when the line ended (monotonic)."""
+
+    words_at: float
+    ended_at: float
+    text: str
+
+
+class LineClock:
+    """Stamps text read from a pipe in chunks: a line's words may come before its end."""
+
+    def __init__(self) -> None:
+        self.lines: list[Seen] = []
+        self._text = ""
+        self._words_at: float | None = None
+
+    def feed(self, chunk: str, at: float) -> None:
+        *done, rest = chunk.split("\n")
+        for part in done:
+            self._add(part, at)
+            self.lines.append(Seen(self._words_at or at, at, self._text.strip()))
+            self._text, self._words_at = "", None
+        self._add(rest, at)
+
+    def _add(self, part: str, at: float) -> None:
+        self._text += part
+        if any(ch.isalnum() for ch in part):
+            self._words_at = at
+
+
+@attrs.frozen
 class Run:
     listening: float  # monotonic time of the `listening` log line
-    lines: tuple[tuple[float, str], ...]  # (monotonic arrival, text)
+    lines: tuple[Seen, ...]
     cpu_after_listening_s: float
     events: tuple[dict[str, Any], ...]
     exit_status: int
@@ -188,19 +221,21 @@ def play(session: Session, settings: dict[str, str], folder: Path) -> Run:
         [str(daemon), "--audio-file", str(session.path), "--realtime", "--output", "stdout",
          "--probe", "none", "--stt", "whisper", "--events", str(events),
          "--spool-dir", str(folder / "spool"), "--socket", str(folder / "control.sock")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
     )  # fmt: skip
-    lines: list[tuple[float, str]] = []
+    clock = LineClock()
     log: list[str] = []
     heard = threading.Event()
     marks: dict[str, float] = {}
 
     def out() -> None:
-        for line in process.stdout:  # type: ignore[union-attr]
-            lines.append((time.monotonic(), line.strip()))
+        fd = process.stdout.fileno()  # type: ignore[union-attr]
+        while chunk := os.read(fd, 65536):  # as it comes: words typed early have no newline
+            clock.feed(chunk.decode("utf-8", "replace"), time.monotonic())
 
     def err() -> None:
-        for line in process.stderr:  # type: ignore[union-attr]
+        for raw in process.stderr:  # type: ignore[union-attr]
+            line = raw.decode("utf-8", "replace")
             if not heard.is_set() and "listening" in line:
                 marks["listening"] = time.monotonic()
                 try:
@@ -224,7 +259,7 @@ def play(session: Session, settings: dict[str, str], folder: Path) -> Run:
     recorded = [json.loads(x) for x in events.read_text().splitlines() if x.strip()]
     return Run(
         marks["listening"],
-        tuple(lines),
+        tuple(clock.lines),
         usage.ru_utime + usage.ru_stime - marks["cpu"],
         tuple(recorded),
         process.returncode,
@@ -237,6 +272,8 @@ class Figures:
     p50_s: float
     p95_s: float
     worst_s: float
+    line_end_p50_s: float  # to the end of the line (its closing punctuation)
+    line_end_p95_s: float
     cpu_per_speech_min_s: float
     speculations: int
     wasted: int
@@ -265,9 +302,9 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         ref_item += [index] * len(words(item.text))
     hyp: list[str] = []
     hyp_line: list[int] = []
-    for number, (_, text) in enumerate(run.lines):
-        hyp += words(text)
-        hyp_line += [number] * len(words(text))
+    for number, seen in enumerate(run.lines):
+        hyp += words(seen.text)
+        hyp_line += [number] * len(words(seen.text))
     # Which known word each heard word is: the line's last one says where the line ended.
     matcher = difflib.SequenceMatcher(a=hyp, b=ref, autojunk=False)
     last_ref: dict[int, int] = {}
@@ -275,10 +312,12 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         for k in range(block.size):
             last_ref[hyp_line[block.a + k]] = block.b + k
     latencies: list[float] = []
+    line_ends: list[float] = []
     shown: list[str] = []
     mid = 0
     by_item: dict[int, list[str]] = {i: [] for i in range(len(items))}
-    for number, (arrived, text) in enumerate(run.lines):
+    for number, seen in enumerate(run.lines):
+        arrived, text = seen.words_at, seen.text
         if number not in last_ref:
             continue  # nothing of it was said: counted by the word error rate
         at = last_ref[number]
@@ -291,9 +330,13 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         ends = [e for s, e in session.voiced if begin <= s and e <= min(end, heard)]
         if ends:
             latencies.append(heard - ends[-1])
-        shown.append(f"{latencies[-1] if ends else float('nan'):5.2f} s  {text}")
+            line_ends.append(seen.ended_at - run.listening - ends[-1])
+        shown.append(
+            f"{latencies[-1] if ends else float('nan'):5.2f} s "
+            f"(line {line_ends[-1] if ends else float('nan'):4.2f} s)  {text}"
+        )
     errors = sum(edit_distance(words(it.text), by_item[i]) for i, it in enumerate(items))
-    unplaced = sum(len(words(t)) for n, (_, t) in enumerate(run.lines) if n not in last_ref)
+    unplaced = sum(len(words(s.text)) for n, s in enumerate(run.lines) if n not in last_ref)
     held = [i for i, it in enumerate(items) if it.held_out]
     held_errors = sum(edit_distance(words(items[i].text), by_item[i]) for i in held)
     held_words = sum(len(words(items[i].text)) for i in held)
@@ -304,6 +347,8 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         p50_s=statistics.median(latencies),
         p95_s=q95(latencies),
         worst_s=max(latencies),
+        line_end_p50_s=statistics.median(line_ends),
+        line_end_p95_s=q95(line_ends),
         cpu_per_speech_min_s=run.cpu_after_listening_s / (session.speech_s / 60),
         speculations=len(speculations),
         wasted=len(wasted),
@@ -337,6 +382,10 @@ def rows(label: str, f: Figures, load: str) -> list[tuple[str, str]]:
             f"{label}: last voiced sample -> text, p50 / p95 / worst",
             f"{f.p50_s:.2f} s / {f.p95_s:.2f} s / {f.worst_s:.2f} s ({f.lines} lines, "
             f"load average {load})",
+        ),
+        (
+            f"{label}: last voiced sample -> end of its line, p50 / p95",
+            f"{f.line_end_p50_s:.2f} s / {f.line_end_p95_s:.2f} s",
         ),
         (f"{label}: CPU per minute of speech", f"{f.cpu_per_speech_min_s:.1f} s"),
         (

@@ -40,6 +40,10 @@ class VadSettings:
     # A pause this long already ends an utterance whose advance transcript ends a sentence
     # (. ? !); what follows is a new utterance. 0: off (only min_silence_s ends one).
     sentence_end_s: float = field(default=0.0, validator=_within(0.0, 10.0))
+    # Type an advance transcript's words at once, while the pause goes on; its closing
+    # punctuation and the end of the line wait for min_silence_s (typed text is never
+    # revised: if speech resumes, only what follows the typed words is typed).
+    early_words: bool = field(default=True, validator=validators.instance_of(bool))
 
 
 @attrs.frozen

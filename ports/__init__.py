@@ -104,7 +104,10 @@ class SpeechRecognizer(Protocol):
 
 @runtime_checkable
 class TextOutput(Protocol):
-    def emit(self, text: str) -> None: ...
+    def emit(self, text: str, ends: bool = True) -> None:
+        """Types `text`. `ends`: it ends an utterance (a line on stdout, a space when typed
+        at the cursor); False: words typed early, and more of the same utterance follows."""
+        ...
 
 
 @runtime_checkable

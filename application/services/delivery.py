@@ -23,6 +23,7 @@ class Pending:
     id: int
     text: str
     spooled: Path | None = None
+    ends: bool = True  # False: words typed early, more of the same line follows
 
 
 @attrs.frozen
@@ -128,7 +129,7 @@ class Delivery:
 
     def _deliver(self, item: Pending) -> bool:
         try:
-            self._output.emit(item.text)
+            self._output.emit(item.text, ends=item.ends)
         except Exception as error:  # any output failure: the text waits, the worker goes on
             self._failed(error)
             return False

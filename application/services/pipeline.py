@@ -14,6 +14,13 @@ Speculative endpointing (vad.speculate_after_s): the Endpointer in the domain de
 short pause queues an advance transcription of the utterance so far, which the utterance
 uses when the pause is confirmed and which is thrown away (skipped, if it has not started)
 when speech resumes. Only a delivered utterance is typed, once.
+
+Early words (vad.early_words): the words of an advance transcription are typed as soon as it
+is ready, while the pause is still under way; the punctuation that closes it and the end of
+the line wait for the pause to be confirmed. If speech resumes, the utterance goes on and only
+what its final transcript adds after the typed words is typed (typed text is never revised;
+when the final transcript does not begin with them, the audio after them is transcribed
+alone). Typed words leave the spool: a crash then transcribes only what follows them.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import attrs
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
+from swictation.domain.early_text import TypedPrefix, after_typed, early_piece
 from swictation.domain.model import Event
 from swictation.domain.segmenter import (
     SAMPLE_RATE,
@@ -73,6 +81,7 @@ class Utterance:
     spooled: Path | None = None  # its file in the spool (written when it was queued)
     from_backlog: bool = False  # left by an earlier run
     advance: Advance | None = None  # its transcription, asked for during the pause
+    typed: TypedPrefix | None = None  # its words typed early, while it was being spoken
 
     @property
     def duration_s(self) -> float:
@@ -96,6 +105,8 @@ class Advance:
         self.stt_s = 0.0
         self.ends_sentence = False
         self.reported = False  # its sentence end was told to the endpointer
+        self.claimed = False  # a delivered utterance uses it (set under the line lock)
+        self.typed_early = False  # its words were typed while the pause went on
         self.finished = threading.Event()  # transcribed (or failed)
         self._lock = threading.Lock()
         self._state = AdvanceState.QUEUED
@@ -126,6 +137,11 @@ class Advance:
             self._cancelled = True
             return self._state
 
+    @property
+    def cancelled(self) -> bool:
+        with self._lock:
+            return self._cancelled
+
 
 @attrs.define
 class Stats:
@@ -146,6 +162,8 @@ class Stats:
     speculations_wasted: int = 0  # run, then thrown away: speech resumed
     speculations_skipped: int = 0  # thrown away before they ran
     speculation_wasted_s: float = 0.0  # speech-to-text time thrown away
+    early_pieces: int = 0  # words typed from an advance before the pause was confirmed
+    early_disagreed: int = 0  # final transcripts that did not begin with the typed words
 
     def percentiles(self, values: list[float] | None = None) -> tuple[float, float] | None:
         values = self.latencies if values is None else values
@@ -199,6 +217,10 @@ class DictationPipeline:
         self._endpointer = Endpointer(settings or VadSettings(), RATE)
         self._segmenter = self._endpointer.segmenter
         self._advance: dict[Span, Advance] = {}  # asked for, not yet used or thrown away
+        # The line being typed early (vad.early_words): set by the speech-to-text worker,
+        # read by capture (what to spool) under the lock, ended with its utterance.
+        self._line: TypedPrefix | None = None
+        self._line_lock = threading.Lock()
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0
@@ -406,23 +428,30 @@ class DictationPipeline:
     # -- speculative endpointing ------------------------------------------------------------
 
     def _act(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, Speculate):
-                advance = Advance(action.span, self._cut(action.span))
-                self._advance[action.span] = advance
-                self.stats.speculations += 1
-                self._queue.put(advance)
-            elif isinstance(action, Discard):
-                self._throw_away(self._advance.pop(action.span))
-            elif isinstance(action, Deliver):
-                used = self._advance.pop(action.span, None) if action.speculated else None
-                self._enqueue(action.span, used)
+        if not actions:
+            return
+        with self._line_lock:  # an early piece is typed before or after, never during
+            for action in actions:
+                if isinstance(action, Speculate):
+                    advance = Advance(action.span, self._cut(action.span))
+                    self._advance[action.span] = advance
+                    self.stats.speculations += 1
+                    self._queue.put(advance)
+                elif isinstance(action, Discard):
+                    self._throw_away(self._advance.pop(action.span))
+                elif isinstance(action, Deliver):
+                    used = self._advance.pop(action.span, None) if action.speculated else None
+                    if used is not None:
+                        used.claimed = True
+                    self._enqueue(action.span, used)
 
     def _throw_away(self, advance: Advance) -> None:
         state = advance.cancel()
         if state is AdvanceState.QUEUED:
             self.stats.speculations_skipped += 1
             self._speculation_event(advance, used=False, ran=False)
+        elif state is AdvanceState.DONE and advance.typed_early:
+            self._speculation_event(advance, used=True, ran=True)  # its words are typed
         elif state is AdvanceState.DONE:
             self._wasted(advance)
         # running: the worker counts it when it ends
@@ -472,16 +501,57 @@ class DictationPipeline:
             self._transcribing.clear()
         if text is not None and self._segmenter.settings.sentence_end_s > 0:
             advance.ends_sentence = ends_sentence(text)
+        if text and self._segmenter.settings.early_words:
+            self._type_early(advance, text)
         wasted = advance.finish(text, time.monotonic() - began)
         self.stats.speculations_run += 1
-        if wasted:
+        if wasted and not advance.typed_early:
             self._wasted(advance)
+
+    def _type_early(self, advance: Advance, text: str) -> None:
+        """Types the advance's new words now, if the pause is still under way (capture has
+        neither resumed the utterance nor ended it). Their audio is spooled as its own entry
+        first: a crash before they are typed transcribes them again, after, never."""
+        with self._line_lock:
+            if advance.cancelled or advance.claimed:
+                return
+            span = advance.span
+            line = self._line if self._line is not None and self._line.start == span.start else None
+            piece = early_piece(line, text)
+            if piece is None:
+                return
+            since = line.until if line is not None else span.start
+            spooled = self._spool.put(advance.samples[since - span.start :])
+            if spooled is None:
+                return  # not kept anywhere yet: it waits for the whole utterance
+            typed = (line.text if line is not None else "") + piece
+            self._line = TypedPrefix(span.start, span.end, typed, time.monotonic())
+            advance.typed_early = True
+            self.stats.early_pieces += 1
+        self.delivery.put(Pending(0, piece, spooled, ends=False))  # 0: not an utterance
+
+    def _end_line(self) -> None:
+        """Ends a line typed early whose utterance will not be (it failed, or the run
+        stops): what was spoken after the typed words stays in the spool."""
+        with self._line_lock:
+            line, self._line = self._line, None
+        if line is not None:
+            self.delivery.put(Pending(0, "", None, ends=True))
+
+    def _spool_start(self) -> int | None:
+        """Where the spool's copy of the speech in progress begins: after its words typed
+        early, if any."""
+        start = self._segmenter.open_start()
+        line = self._line
+        if start is not None and line is not None and line.start == start:
+            return max(start, line.until)
+        return start
 
     # -- write-ahead ----------------------------------------------------------------------------
 
     def _write_ahead(self, block: AudioBlock) -> None:
         """Speech being spoken goes to the spool as it arrives."""
-        start = self._segmenter.open_start()
+        start = self._spool_start()
         if start is None:
             self._close_open()
             self._open_failed = False
@@ -541,12 +611,18 @@ class DictationPipeline:
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def _enqueue(self, span: Span, advance: Advance | None = None) -> None:
+        """Queues a delivered utterance (called under the line lock). Only the audio after
+        words typed early is spooled: they are not typed again after a crash."""
         samples = advance.samples if advance is not None else self._cut(span)
         if len(samples) == 0:
             return
         pad = int(self._segmenter.settings.speech_pad_s * RATE)
+        typed = self._line if self._line is not None and self._line.start == span.start else None
+        since = typed.until if typed is not None else span.start
         opened = self._open
-        twin = opened.path if opened is not None and opened.start_sample == span.start else None
+        twin = opened.path if opened is not None and opened.start_sample == since else None
+        rest = samples[since - span.start :]
+        spooled = self._spool.put(rest, twin=twin) if len(rest) else None
         speech_end_wall = None
         if self._realtime and self._capture_began is not None:
             speech_end_wall = self._capture_began + max(span.start, span.end - pad) / RATE
@@ -556,8 +632,9 @@ class DictationPipeline:
             span.start / RATE,
             time.monotonic(),
             speech_end_wall,
-            spooled=self._spool.put(samples, twin=twin),
+            spooled=spooled,
             advance=advance,
+            typed=typed,
         )
         self._queue.put(utterance)
 
@@ -576,9 +653,10 @@ class DictationPipeline:
             return self._queue.get_nowait()
         except queue.Empty:
             pass
-        backlog = self._from_backlog()
-        if backlog is not None:
-            return backlog
+        if self._line is None:  # never in the middle of a line typed early
+            backlog = self._from_backlog()
+            if backlog is not None:
+                return backlog
         return self._queue.get()
 
     def _from_backlog(self) -> Utterance | None:
@@ -637,6 +715,7 @@ class DictationPipeline:
                     error,
                 )
                 self._keep(utterance)
+                self._end_line()
             finally:
                 self._transcribing.clear()
             self._gap()
@@ -667,8 +746,16 @@ class DictationPipeline:
             self._speculation_event(advance, used=True, ran=True)
         else:
             text = self._runner.run("stt", run)
+        typed = utterance.typed
+        rest = text if typed is None else self._after_typed(utterance, typed, text)
         done = time.monotonic()
-        if text:
+        if typed is not None:
+            with self._line_lock:
+                self._line = None
+            self.delivery.put(Pending(utterance.id, rest, utterance.spooled))  # ends the line
+            if not any(ch.isalnum() for ch in rest):
+                done = typed.typed_at  # its last word was typed early
+        elif text:
             self.delivery.put(Pending(utterance.id, text, utterance.spooled))
         elif utterance.spooled is not None:
             self._spool.done(utterance.spooled)
@@ -698,6 +785,19 @@ class DictationPipeline:
         if utterance.from_backlog and utterance.spooled is not None:
             detail["from_spool"] = utterance.spooled.name
         self._events.emit(Event(done - self._t0, "utterance", model="stt", detail=detail))
+
+    def _after_typed(self, utterance: Utterance, typed: TypedPrefix, text: str) -> str:
+        """What the utterance adds after its words typed early: the end of its transcript
+        when that begins with them; otherwise the audio after them, transcribed alone."""
+        rest = after_typed(typed.text, text)
+        if rest is not None:
+            return rest
+        self.stats.early_disagreed += 1
+        since = typed.until - round(utterance.start_s * RATE)
+        block = AudioBlock(typed.until / RATE, utterance.samples[since:], RATE)
+        log.info("the final transcript revises words typed early; transcribing the rest alone")
+        alone = self._runner.run("stt", lambda device: self._stt.transcribe(block)).strip()
+        return " " + alone if alone else ""
 
     def _keep(self, utterance: Utterance) -> None:
         """Left for the next start: already in the spool, or written now (or counted lost)."""
@@ -750,6 +850,7 @@ class DictationPipeline:
         with self._backlog_lock:
             self.stats.spooled += len(self._backlog)
             self._backlog = []
+        self._end_line()
         self.workers.stopping()
         self.delivery.close(deliver_within_s)
         if self._started:
@@ -766,12 +867,18 @@ class DictationPipeline:
         left = self.delivery.undelivered()
         if not left:
             return
-        path = self._keep_undelivered([item.text for item in left])
-        self.stats.undelivered = len(left)
+        lines = [""]  # words typed early and the rest of their utterance make one line
+        for item in left:
+            lines[-1] += item.text
+            if item.ends:
+                lines.append("")
+        lines = [line for line in lines if line.strip()]
+        path = self._keep_undelivered(lines)
+        self.stats.undelivered = len(lines)
         if path is None:
             return
         self.stats.undelivered_file = str(path)
-        log.error("%d undelivered utterance(s) appended to %s", len(left), path)
+        log.error("%d undelivered utterance(s) appended to %s", len(lines), path)
         for item in left:  # kept as text now: not transcribed again at the next start
             if item.spooled is not None:
                 self._spool.done(item.spooled)

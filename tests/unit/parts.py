@@ -3,6 +3,8 @@ an energy VAD, a scripted recognizer, a list output, models in memory on a fake 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,6 +38,32 @@ def audio(*parts: tuple[str, float]) -> list[AudioBlock]:
     whole = np.concatenate(samples).astype(np.float32)
     whole = np.pad(whole, (0, -len(whole) % BLOCK))
     return [AudioBlock(i / RATE, whole[i : i + BLOCK]) for i in range(0, len(whole), BLOCK)]
+
+
+def block_at(seconds: float) -> int:
+    """The index of the 32 ms block that holds second `seconds` of the audio."""
+    return int(seconds * RATE) // BLOCK
+
+
+class Waiting(ListAudioSource):
+    """Before each block of `points`, waits until its `ready()` is true (the worker has done
+    what the test needs): the test holds the audio there instead of racing the clock."""
+
+    def __init__(self, blocks: list[AudioBlock], points: dict[int, Callable[[], bool]]) -> None:
+        super().__init__(blocks)
+        self._points = points
+
+    def blocks(self):
+        for i, block in enumerate(super().blocks()):
+            ready = self._points.get(i)
+            if ready is not None:
+                for _ in range(6000):  # 30 s: a busy machine is slow, never wrong
+                    if ready():
+                        break
+                    threading.Event().wait(0.005)
+                else:
+                    raise AssertionError(f"the worker never got there (block {i})")
+            yield block
 
 
 class Built(NamedTuple):

@@ -13,24 +13,24 @@ from swictation.adapters.memory import ListAudioSource, ListOutput, ScriptedReco
 from swictation.adapters.spool import Spool
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.workers import Workers
-from swictation.ports import AudioBlock, TextOutput
+from swictation.ports import AudioBlock
 from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
 
-class FlakyOutput(TextOutput):
+class FlakyOutput(ListOutput):
     """Fails its first `failures` calls, as a typing tool without a display would."""
 
     def __init__(self, failures: int) -> None:
+        super().__init__()
         self.left = failures
-        self.lines: list[str] = []
         self.calls = 0
 
-    def emit(self, text: str) -> None:
+    def emit(self, text: str, ends: bool = True) -> None:
         self.calls += 1
         if self.left > 0:
             self.left -= 1
             raise RuntimeError(f"wtype failed (1): cannot open display (call {self.calls})")
-        self.lines.append(text)
+        super().emit(text, ends)
 
 
 class ToggledSource(ListAudioSource):
@@ -108,9 +108,9 @@ def test_delivery_says_it_is_failing_and_backs_off_to_its_ceiling():
     states = []
     output_emit = output.emit
 
-    def watching(text):
+    def watching(text, ends=True):
         states.append(delivery.state())
-        output_emit(text)
+        output_emit(text, ends)
 
     output.emit = watching  # type: ignore[method-assign]
     delivery.put(Pending(2, "world"))

@@ -5,13 +5,10 @@ waits for the worker where the timing matters, so nothing races the wall clock."
 
 from __future__ import annotations
 
-import threading
-
-from swictation.adapters.memory import ListAudioSource
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock, SpeechRecognizer
-from tests.unit.parts import RATE, audio, build, run_all
+from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
 
 
 class Measuring(SpeechRecognizer):
@@ -28,25 +25,6 @@ class Measuring(SpeechRecognizer):
         return f"{block.t:.2f}+{len(block.samples) / RATE:.2f}{self._end}"
 
 
-class Waiting(ListAudioSource):
-    """Before block `at`, waits until `ready()` (the worker has done what the test needs)."""
-
-    def __init__(self, blocks: list[AudioBlock], at: int, ready) -> None:
-        super().__init__(blocks)
-        self._at, self._ready = at, ready
-
-    def blocks(self):
-        for i, block in enumerate(super().blocks()):
-            if i == self._at:
-                for _ in range(6000):  # 30 s: a busy machine is slow, never wrong
-                    if self._ready():
-                        break
-                    threading.Event().wait(0.005)
-                else:
-                    raise AssertionError("the worker never got there")
-            yield block
-
-
 def spans(lines: list[str]) -> list[tuple[float, float]]:
     """'0.00+1.19.' -> (0.0, 1.19): where each typed line's audio begins and ends."""
     out = []
@@ -60,13 +38,9 @@ def near(value: float, expected: float) -> bool:
     return abs(value - expected) <= 0.05  # a 32 ms block
 
 
-def block_at(seconds: float) -> int:
-    return int(seconds * RATE) // 512
-
-
 def run(blocks, stt, tmp_path, at, ready_when, vad=None):
     box: list[DictationPipeline] = []
-    source = Waiting(blocks, at, lambda: ready_when(box[0]))
+    source = Waiting(blocks, {at: lambda: ready_when(box[0])})
     pipeline, output, _, events, _ = build(
         [], [], tmp_path, source=source, stt=stt, settings=vad or VadSettings()
     )
@@ -77,8 +51,10 @@ def run(blocks, stt, tmp_path, at, ready_when, vad=None):
 
 def resumed_after_half_a_second(stt, tmp_path, vad=None):
     """A second of speech, half a second of pause, another second: the audio held at 1.48 s
-    (in the pause) until the advance transcription ran."""
+    (in the pause) until the advance transcription ran. Early words are off unless `vad`
+    says otherwise: these tests read where each line's audio begins and ends."""
     blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    vad = vad or VadSettings(early_words=False)
     return run(blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad)
 
 
@@ -110,7 +86,7 @@ def test_speech_resuming_throws_the_advance_away_and_the_sentence_stays_whole(tm
 
 
 def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_ends(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25)
+    vad = VadSettings(sentence_end_s=0.25, early_words=False)
     stt = Measuring(period=True)
     pipeline, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     # The first sentence ended where its pause began; what followed is a new utterance whose
@@ -123,7 +99,7 @@ def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_en
 
 
 def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25)
+    vad = VadSettings(sentence_end_s=0.25, early_words=False)
     stt = Measuring(period=False)
     _, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     ((start, end),) = spans(output.lines)

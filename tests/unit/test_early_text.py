@@ -1,0 +1,72 @@
+"""Early words in the domain (issue 11): what is typed while a pause goes on, and what the
+final transcript adds after it. Typed text is never revised, so the pieces must add up to
+the final transcript exactly when the two agree, and nothing may be typed when they do not."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swictation.domain.early_text import TypedPrefix, after_typed, early_piece, split_closing
+
+
+def test_closing_punctuation_is_held_back():
+    assert split_closing(" When you get home,") == ("When you get home", ",")
+    assert split_closing('Is it ready?"') == ("Is it ready", '?"')
+    assert split_closing("no punctuation") == ("no punctuation", "")
+    assert split_closing(".") == ("", ".")
+
+
+def test_what_the_final_transcript_adds_keeps_its_own_punctuation_and_spaces():
+    assert after_typed("When you get home", "When you get home, please feed the cat.") == (
+        ", please feed the cat."
+    )
+    assert after_typed("Let me know", " Let me know if you need anything else.") == (
+        " if you need anything else."
+    )
+    assert after_typed("The package should arrive", "The package should arrive.") == "."
+    assert after_typed("I don't know", "I don't know.") == "."
+    # Case and punctuation inside the typed words do not count: the words do.
+    assert after_typed("good morning", "Good morning. Please sit.") == ". Please sit."
+
+
+def test_a_final_transcript_that_revises_a_typed_word_disagrees():
+    assert after_typed("I would like to order", "I would like to ordered a pizza.") is None
+    assert after_typed("The train to", "A train to the airport.") is None
+    assert after_typed("three words here", "three words") is None  # shorter than typed
+
+
+def test_an_early_piece_is_the_new_words_without_their_closing_punctuation():
+    assert early_piece(None, " The package should arrive.") == "The package should arrive"
+    typed = TypedPrefix(0, 16000, "When you get home")
+    assert early_piece(typed, "When you get home, please feed") == ", please feed"
+    assert early_piece(typed, "When you get home, please feed.") == ", please feed"
+    assert early_piece(typed, "When you get home.") is None  # nothing new
+    assert early_piece(typed, "Once you get home, please feed") is None  # disagrees: wait
+    assert early_piece(None, "...") is None
+
+
+WORD = st.text(alphabet="abcdefghij'", min_size=1, max_size=6).filter(lambda w: w.strip("'"))
+MARK = st.sampled_from(["", "", "", ",", ".", "?", "!", ";"])
+
+
+@given(st.lists(st.tuples(WORD, MARK), min_size=1, max_size=12), st.data())
+def test_pieces_typed_early_and_the_rest_add_up_to_the_final_transcript(tokens, data):
+    """Whatever points the pauses fall at, the typed pieces followed by what the final
+    transcript adds are exactly that transcript (when each advance is a prefix of it)."""
+    full = " ".join(word + mark for word, mark in tokens)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(tokens)), max_size=4)))
+    typed: TypedPrefix | None = None
+    pieces: list[str] = []
+    for cut in cuts:
+        advance = " ".join(word + mark for word, mark in tokens[:cut])
+        piece = early_piece(typed, advance)
+        if piece is None:
+            continue
+        pieces.append(piece)
+        typed = TypedPrefix(0, cut, (typed.text if typed else "") + piece)
+    if typed is None:
+        return
+    rest = after_typed(typed.text, full)
+    assert rest is not None
+    assert "".join(pieces) + rest == full

@@ -1,0 +1,147 @@
+"""Early words carried out by the pipeline (issue 11), with in-memory parts: an advance
+transcript's words are typed while the pause goes on, its closing punctuation and the end of
+the line when the pause is confirmed; when speech resumes only what the final transcript adds
+is typed, and typed words leave the spool. The audio is held where the timing matters (the
+worker must have done its part), so nothing races the wall clock."""
+
+from __future__ import annotations
+
+from swictation.adapters.spool import Spool
+from swictation.application.services.pipeline import DictationPipeline
+from swictation.domain.segmenter import VadSettings
+from swictation.ports import AudioBlock, SpeechRecognizer
+from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+
+class ByLength(SpeechRecognizer):
+    """Two words per second heard, and a full stop: a longer span's transcript begins with
+    a shorter one's, as a real recogniser's mostly does. `revise`: the transcripts of spans
+    longer than that (seconds) change the second word."""
+
+    name = "by-length"
+
+    def __init__(self, revise: float | None = None) -> None:
+        self.heard: list[tuple[float, float]] = []
+        self._revise = revise
+
+    def transcribe(self, block: AudioBlock) -> str:
+        seconds = len(block.samples) / RATE
+        self.heard.append((round(block.t, 2), round(seconds, 2)))
+        said = WORDS[int(block.t * 2) : int(block.t * 2) + int(seconds * 2)]
+        if self._revise is not None and seconds > self._revise and len(said) > 1:
+            said[1] = said[1].upper() + "X"
+        return " ".join(said) + "."
+
+
+def dictate(blocks, stt, tmp_path, points, settings=None):
+    box: list[DictationPipeline] = []
+    held = {at: (lambda ready=ready: ready(box[0])) for at, ready in points.items()}
+    pipeline, output, _, events, _ = build(
+        [], [], tmp_path, source=Waiting(blocks, held), stt=stt, settings=settings
+    )
+    box.append(pipeline)
+    run_all(pipeline)
+    return pipeline, output, events
+
+
+def typed(pipeline: DictationPipeline) -> bool:
+    return pipeline.delivery.delivered >= 1
+
+
+def test_the_words_are_typed_before_the_pause_is_confirmed_and_the_stop_after(tmp_path):
+    # Held half a second into the pause (the 0.8 s that ends the utterance is not yet
+    # heard) until a piece is typed: it must come from the advance transcription.
+    blocks = audio(("speech", 1.0), ("silence", 1.2))
+    stt = ByLength()
+    pipeline, output, _ = dictate(blocks, stt, tmp_path, {block_at(1.5): typed})
+    assert output.pieces == [("alpha beta", False), (".", True)]
+    assert output.lines == ["alpha beta."]
+    assert len(stt.heard) == 1  # transcribed once, in advance
+    assert pipeline.stats.early_pieces == 1 and pipeline.stats.speculations_wasted == 0
+
+
+def test_when_speech_resumes_only_what_the_final_transcript_adds_is_typed(tmp_path):
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    stt = ByLength()
+    pipeline, output, events = dictate(blocks, stt, tmp_path, {block_at(1.45): typed})
+    assert output.lines == ["alpha beta gamma delta epsilon."]  # one line: one sentence
+    assert output.pieces[0] == ("alpha beta", False)
+    assert output.pieces[-1][1] is True
+    assert "".join(text for text, _ in output.pieces) == output.lines[0]
+    assert pipeline.stats.early_disagreed == 0
+    assert stt.heard[-1] == (0.0, 2.7)  # the whole utterance, for its context
+    # The advance whose words were typed is not counted as work thrown away.
+    assert pipeline.stats.speculations_wasted == 0
+    assert next(e.detail["used"] for e in events.of_type("speculation")) is True
+
+
+def test_a_final_transcript_that_revises_typed_words_leaves_them_and_adds_the_rest(tmp_path):
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    stt = ByLength(revise=2.0)  # the whole utterance is heard as "alpha BETAX gamma ..."
+    pipeline, output, _ = dictate(blocks, stt, tmp_path, {block_at(1.45): typed})
+    # "alpha beta" stays as typed; the audio after it (1.2 s to 2.7 s) is transcribed alone.
+    assert output.pieces[0] == ("alpha beta", False)
+    start, seconds = stt.heard[-1]
+    assert abs(start - 1.2) <= 0.05 and abs(seconds - 1.5) <= 0.05
+    assert output.lines == ["alpha beta " + " ".join(WORDS[2:5]) + "."]
+    assert pipeline.stats.early_disagreed == 1
+
+
+def test_typed_words_leave_the_spool_so_a_crash_never_types_them_twice(tmp_path):
+    """What a crash would leave is read from the spool while the speech goes on: after the
+    early words, only the audio after them is there to be transcribed again."""
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.5), ("silence", 1.2))
+    left: list[float] = []
+
+    def look(pipeline: DictationPipeline) -> bool:
+        spool = pipeline.spool
+        left.extend(spool.seconds(path) for path in spool.backlog())
+        return True
+
+    _, output, _ = dictate(
+        blocks, ByLength(), tmp_path, {block_at(1.45): typed, block_at(2.6): look}
+    )
+    # 2.6 s into the audio the speech began at 0 and its words up to 1.2 s are typed: the
+    # spool holds 1.2 s to 2.6 s (within a block), not the 2.6 s from the start.
+    assert len(left) == 1 and abs(left[0] - 1.4) <= 0.07, left
+    assert output.lines == ["alpha beta gamma delta epsilon zeta."]
+    assert list((tmp_path / "spool").iterdir()) == []  # all delivered
+
+
+def test_early_words_off_types_each_utterance_once(tmp_path):
+    blocks = audio(("speech", 1.0), ("silence", 1.2))
+    pipeline, output, _ = dictate(
+        blocks,
+        ByLength(),
+        tmp_path,
+        {block_at(1.5): lambda p: p.stats.speculations_run >= 1},
+        VadSettings(early_words=False),
+    )
+    assert output.pieces == [("alpha beta.", True)]
+    assert pipeline.stats.early_pieces == 0
+
+
+def test_a_restart_after_early_words_types_only_what_followed_them(tmp_path):
+    """A stop that abandons the speech in progress after its first words were typed: the
+    next start transcribes what followed, and no word is typed twice."""
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+
+    def stop(pipeline: DictationPipeline) -> bool:
+        pipeline.abandon()
+        pipeline.stop_capture()
+        return True
+
+    _, output, _ = dictate(
+        blocks, ByLength(), tmp_path, {block_at(1.45): typed, block_at(2.3): stop}
+    )
+    assert output.lines == ["alpha beta"]  # the line is ended at the stop
+    backlog = Spool(tmp_path / "spool").backlog()
+    assert len(backlog) == 1
+    stt = ByLength()
+    dictate([], stt, tmp_path, {})
+    # Transcribed again: the 1.1 s after the typed words (1.2 s to the stop at 2.3 s), not
+    # the 2.3 s from the start of the utterance.
+    ((_, seconds),) = stt.heard
+    assert abs(seconds - 1.1) <= 0.07, seconds
