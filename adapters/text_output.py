@@ -24,12 +24,13 @@ class OutputError(RuntimeError):
 
 
 def printable(text: str) -> str:
-    """Drops control characters (a newline or escape must never reach a typing tool)."""
+    """Drops control characters (a newline or escape must never reach a typing tool) and
+    trailing spaces; a leading space stays (words typed early go on with " if you can")."""
     return "".join(
         " " if ch in "\t\r\n" else ch
         for ch in text
         if ch in "\t\r\n" or unicodedata.category(ch)[0] != "C"
-    ).strip()
+    ).rstrip()
 
 
 class StdoutOutput(TextOutput):
@@ -143,7 +144,7 @@ def append_undelivered(texts: list[str], path: Path | None = None) -> Path | Non
     returns the file, or None (the text then goes to the log) when it cannot be written."""
     path = path or default_undelivered_path()
     header = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: not delivered\n"
-    body = "".join(printable(t) + "\n" for t in texts)
+    body = "".join(printable(t).strip() + "\n" for t in texts)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with path.open("a", encoding="utf-8") as handle:

@@ -746,6 +746,7 @@ class DictationPipeline:
             self._speculation_event(advance, used=True, ran=True)
         else:
             text = self._runner.run("stt", run)
+        text = text.strip()
         typed = utterance.typed
         rest = text if typed is None else self._after_typed(utterance, typed, text)
         done = time.monotonic()
@@ -800,9 +801,14 @@ class DictationPipeline:
         return " " + alone if alone else ""
 
     def _keep(self, utterance: Utterance) -> None:
-        """Left for the next start: already in the spool, or written now (or counted lost)."""
-        if utterance.spooled is None and self._spool.put(utterance.samples) is None:
-            return
+        """Left for the next start: already in the spool, or written now (or counted lost).
+        Words typed early are not: only the audio after them is kept."""
+        if utterance.spooled is None:
+            samples = utterance.samples
+            if utterance.typed is not None:
+                samples = samples[utterance.typed.until - round(utterance.start_s * RATE) :]
+            if len(samples) == 0 or self._spool.put(samples) is None:
+                return
         self.stats.spooled += 1
 
     def _delivered(self, item: Pending) -> None:

@@ -74,6 +74,10 @@ def dictate(models, path: Path, vad: VadSettings, tmp_path: Path):
     return output.lines, pipeline.stats
 
 
+def words(lines: list[str]) -> list[str]:
+    return re.findall(r"[a-z0-9']+", " ".join(lines).lower())
+
+
 @pytest.fixture(scope="module")
 def plain(models, tmp_path_factory) -> list[str]:
     """hesitant.wav as typed without speculation (today's behaviour)."""
@@ -85,15 +89,26 @@ def plain(models, tmp_path_factory) -> list[str]:
 def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_same(
     models, plain, tmp_path
 ):
-    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path)
+    vad = VadSettings(early_words=False)
+    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", vad, tmp_path)
     assert lines == plain
     assert len(lines) == 4  # one per sentence, none cut at its pause
     assert stats.speculations_wasted == 4  # each pause inside a sentence: thrown away
     assert stats.speculations_used == 4
 
 
-def words(lines: list[str]) -> list[str]:
-    return re.findall(r"[a-z0-9']+", " ".join(lines).lower())
+def test_early_words_type_each_half_at_its_pause_and_the_lines_are_the_same(
+    models, plain, tmp_path
+):
+    """With early words (the default) the first half of each hesitant sentence is typed at
+    its pause; the final transcript of the whole sentence begins with it, so each line has
+    the words it had without speculation (a typed half keeps the case its advance transcript
+    gave it: typed text is never revised), and no work is thrown away."""
+    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path)
+    assert len(lines) == 4 and words(lines) == words(plain)
+    assert stats.early_pieces >= 8  # each half of each sentence, at its pause
+    assert stats.early_disagreed == 0
+    assert stats.speculations_wasted == 0
 
 
 def test_typing_at_a_sentence_end_cuts_hesitant_sentences_but_loses_and_repeats_nothing(

@@ -7,7 +7,8 @@ worker must have done its part), so nothing races the wall clock."""
 from __future__ import annotations
 
 from swictation.adapters.spool import Spool
-from swictation.application.services.pipeline import DictationPipeline
+from swictation.application.services.pipeline import DictationPipeline, Utterance
+from swictation.domain.early_text import TypedPrefix
 from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock, SpeechRecognizer
 from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
@@ -145,3 +146,19 @@ def test_a_restart_after_early_words_types_only_what_followed_them(tmp_path):
     # the 2.3 s from the start of the utterance.
     ((_, seconds),) = stt.heard
     assert abs(seconds - 1.1) <= 0.07, seconds
+
+
+def test_an_utterance_kept_at_a_stop_keeps_only_the_audio_after_its_typed_words(tmp_path):
+    """An abandoned utterance not yet spooled (its rest was empty when it was queued, or the
+    spool failed then) is written at the stop without the words already typed."""
+    import numpy as np
+
+    pipeline = build([], [], tmp_path).pipeline
+    samples = np.full(2 * RATE, 0.1, np.float32)  # 1.0 s to 3.0 s of the stream
+    typed = TypedPrefix(RATE, int(2.5 * RATE), "alpha beta")
+    pipeline._keep(Utterance(1, samples, 1.0, 0.0, typed=typed))
+    (left,) = pipeline.spool.backlog()
+    assert pipeline.spool.seconds(left) == 0.5
+    typed_all = TypedPrefix(RATE, 3 * RATE, "alpha beta gamma")
+    pipeline._keep(Utterance(2, samples, 1.0, 0.0, typed=typed_all))
+    assert pipeline.spool.backlog() == [left]  # nothing after the typed words: nothing kept

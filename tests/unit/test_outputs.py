@@ -23,7 +23,9 @@ from swictation.adapters.text_output import (
 def test_control_characters_never_pass():
     assert printable("hello\x1b[31m world\x07\n") == "hello[31m world"
     assert printable("tab\there") == "tab here"
-    assert printable("  café  ") == "café"
+    assert printable("café  ") == "café"
+    # The rest of a line whose first words were typed early keeps its leading space.
+    assert printable(" if you can.") == " if you can."
 
 
 def test_stdout_is_one_line_per_utterance():
