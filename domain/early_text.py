@@ -12,6 +12,8 @@ import re
 
 import attrs
 
+from swictation.domain.segmenter import EarlyWords, ends_sentence
+
 # Punctuation that may close a phrase: held back until the pause is confirmed.
 _CLOSING = re.compile(r"[\s.,;:?!\"')\]…-]*$")
 _WORD = re.compile(r"\S+")
@@ -66,10 +68,15 @@ def after_typed(typed: str, full: str) -> str | None:
     return None
 
 
-def early_piece(typed: TypedPrefix | None, advance: str) -> str | None:
+def early_piece(
+    typed: TypedPrefix | None, advance: str, when: EarlyWords = EarlyWords.ALWAYS
+) -> str | None:
     """What to type now from an advance transcript: its words after those already typed,
-    without its closing punctuation. None when there is nothing new, or when the advance no
-    longer begins with what is typed (nothing is typed then: the final transcript decides)."""
+    without its closing punctuation. None when there is nothing new, when the advance no
+    longer begins with what is typed (nothing is typed then: the final transcript decides),
+    or when `when` says not now (off; `sentence` and the advance does not end one)."""
+    if when is EarlyWords.OFF or (when is EarlyWords.SENTENCE and not ends_sentence(advance)):
+        return None
     rest = after_typed(typed.text, advance) if typed is not None else advance.strip()
     if rest is None:
         return None

@@ -8,6 +8,7 @@ confirmed (`Deliver` with `speculated`) and thrown away if speech resumes (`Disc
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Any, TypeAlias
 
@@ -19,6 +20,14 @@ SAMPLE_RATE = 16_000  # Hz, mono: what every audio source delivers and the model
 
 def _within(low: float, high: float) -> Any:
     return validators.and_(validators.ge(low), validators.le(high))
+
+
+class EarlyWords(enum.StrEnum):
+    """When an advance transcript's words are typed before the pause is confirmed."""
+
+    OFF = "off"  # never: the whole text when the pause is confirmed
+    SENTENCE = "sentence"  # when the advance transcript ends a sentence (. ? !)
+    ALWAYS = "always"  # at every pause long enough to transcribe
 
 
 @attrs.frozen
@@ -40,10 +49,11 @@ class VadSettings:
     # A pause this long already ends an utterance whose advance transcript ends a sentence
     # (. ? !); what follows is a new utterance. 0: off (only min_silence_s ends one).
     sentence_end_s: float = field(default=0.0, validator=_within(0.0, 10.0))
-    # Type an advance transcript's words at once, while the pause goes on; its closing
-    # punctuation and the end of the line wait for min_silence_s (typed text is never
-    # revised: if speech resumes, only what follows the typed words is typed).
-    early_words: bool = field(default=True, validator=validators.instance_of(bool))
+    # Type an advance transcript's words at once, while the pause goes on (when it ends a
+    # sentence, always, or off); its closing punctuation and the end of the line wait for
+    # min_silence_s (typed text is never revised: if speech resumes, only what follows the
+    # typed words is typed).
+    early_words: EarlyWords = field(default=EarlyWords.SENTENCE, converter=EarlyWords)
 
 
 @attrs.frozen

@@ -50,6 +50,7 @@ from swictation.domain.segmenter import (
     Action,
     Deliver,
     Discard,
+    EarlyWords,
     Endpointer,
     Span,
     Speculate,
@@ -501,7 +502,7 @@ class DictationPipeline:
             self._transcribing.clear()
         if text is not None and self._segmenter.settings.sentence_end_s > 0:
             advance.ends_sentence = ends_sentence(text)
-        if text and self._segmenter.settings.early_words:
+        if text and self._segmenter.settings.early_words is not EarlyWords.OFF:
             self._type_early(advance, text)
         wasted = advance.finish(text, time.monotonic() - began)
         self.stats.speculations_run += 1
@@ -517,7 +518,7 @@ class DictationPipeline:
                 return
             span = advance.span
             line = self._line if self._line is not None and self._line.start == span.start else None
-            piece = early_piece(line, text)
+            piece = early_piece(line, text, self._segmenter.settings.early_words)
             if piece is None:
                 return
             since = line.until if line is not None else span.start

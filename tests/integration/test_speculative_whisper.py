@@ -89,7 +89,7 @@ def plain(models, tmp_path_factory) -> list[str]:
 def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_same(
     models, plain, tmp_path
 ):
-    vad = VadSettings(early_words=False)
+    vad = VadSettings(early_words="off")
     lines, stats = dictate(models, EXAMPLES / "hesitant.wav", vad, tmp_path)
     assert lines == plain
     assert len(lines) == 4  # one per sentence, none cut at its pause

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swictation.domain.early_text import TypedPrefix, after_typed, early_piece, split_closing
+from swictation.domain.segmenter import EarlyWords, VadSettings
 
 
 def test_closing_punctuation_is_held_back():
@@ -70,3 +71,15 @@ def test_pieces_typed_early_and_the_rest_add_up_to_the_final_transcript(tokens, 
     rest = after_typed(typed.text, full)
     assert rest is not None
     assert "".join(pieces) + rest == full
+
+
+def test_by_default_words_are_typed_early_only_when_the_advance_ends_a_sentence():
+    """Whisper transcribes a phrase cut at a pause inside a sentence less well than a whole
+    sentence ('The meeting with' heard as 'The meeting will be'), and typed words stay."""
+    assert VadSettings().early_words is EarlyWords.SENTENCE
+    assert early_piece(None, "When you get home,", EarlyWords.SENTENCE) is None
+    assert early_piece(None, "The package should arrive.", EarlyWords.SENTENCE) == (
+        "The package should arrive"
+    )
+    assert early_piece(None, "When you get home,", EarlyWords.ALWAYS) == "When you get home"
+    assert early_piece(None, "Done.", EarlyWords.OFF) is None

@@ -19,13 +19,14 @@ WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 class ByLength(SpeechRecognizer):
     """Two words per second heard, and a full stop: a longer span's transcript begins with
     a shorter one's, as a real recogniser's mostly does. `revise`: the transcripts of spans
-    longer than that (seconds) change the second word."""
+    longer than that (seconds) change the second word. `stop`: whether it ends a sentence."""
 
     name = "by-length"
 
-    def __init__(self, revise: float | None = None) -> None:
+    def __init__(self, revise: float | None = None, stop: str = ".") -> None:
         self.heard: list[tuple[float, float]] = []
         self._revise = revise
+        self._stop = stop
 
     def transcribe(self, block: AudioBlock) -> str:
         seconds = len(block.samples) / RATE
@@ -33,7 +34,7 @@ class ByLength(SpeechRecognizer):
         said = WORDS[int(block.t * 2) : int(block.t * 2) + int(seconds * 2)]
         if self._revise is not None and seconds > self._revise and len(said) > 1:
             said[1] = said[1].upper() + "X"
-        return " ".join(said) + "."
+        return " ".join(said) + self._stop
 
 
 def dictate(blocks, stt, tmp_path, points, settings=None):
@@ -118,10 +119,20 @@ def test_early_words_off_types_each_utterance_once(tmp_path):
         ByLength(),
         tmp_path,
         {block_at(1.5): lambda p: p.stats.speculations_run >= 1},
-        VadSettings(early_words=False),
+        VadSettings(early_words="off"),
     )
     assert output.pieces == [("alpha beta.", True)]
     assert pipeline.stats.early_pieces == 0
+
+
+def test_without_a_sentence_end_the_words_wait_unless_early_words_is_always(tmp_path):
+    blocks = audio(("speech", 1.0), ("silence", 1.2))
+    ran = {block_at(1.5): lambda p: p.stats.speculations_run >= 1}
+    _, output, _ = dictate(blocks, ByLength(stop=","), tmp_path / "sentence", ran)
+    assert output.pieces == [("alpha beta,", True)]  # typed when the pause was confirmed
+    always = VadSettings(early_words="always")
+    _, output, _ = dictate(blocks, ByLength(stop=","), tmp_path / "always", ran, always)
+    assert output.pieces == [("alpha beta", False), (",", True)]
 
 
 def test_a_restart_after_early_words_types_only_what_followed_them(tmp_path):

@@ -54,7 +54,7 @@ def resumed_after_half_a_second(stt, tmp_path, vad=None):
     (in the pause) until the advance transcription ran. Early words are off unless `vad`
     says otherwise: these tests read where each line's audio begins and ends."""
     blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
-    vad = vad or VadSettings(early_words=False)
+    vad = vad or VadSettings(early_words="off")
     return run(blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad)
 
 
@@ -86,7 +86,7 @@ def test_speech_resuming_throws_the_advance_away_and_the_sentence_stays_whole(tm
 
 
 def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_ends(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25, early_words=False)
+    vad = VadSettings(sentence_end_s=0.25, early_words="off")
     stt = Measuring(period=True)
     pipeline, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     # The first sentence ended where its pause began; what followed is a new utterance whose
@@ -99,7 +99,7 @@ def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_en
 
 
 def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25, early_words=False)
+    vad = VadSettings(sentence_end_s=0.25, early_words="off")
     stt = Measuring(period=False)
     _, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     ((start, end),) = spans(output.lines)
