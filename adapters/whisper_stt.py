@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from swictation.adapters.ctranslate2_models import CTranslate2Residency
-from swictation.ports import AudioBlock, SpeechRecognizer
+from swictation.ports import AudioBlock, SpeechRecognizer, Word, WordRecognizer
 
 
 def default_whisper_dir() -> str:
@@ -42,7 +42,7 @@ def whisper_residency(
     return CTranslate2Residency(build, device)
 
 
-class WhisperRecognizer(SpeechRecognizer):
+class WhisperRecognizer(SpeechRecognizer, WordRecognizer):
     name = "whisper"
 
     def __init__(self, host: Any, model: str = "stt", language: str = "en", beam_size: int = 1):
@@ -61,7 +61,7 @@ class WhisperRecognizer(SpeechRecognizer):
         )
         list(segments)
 
-    def transcribe(self, block: AudioBlock) -> str:
+    def _segments(self, block: AudioBlock, words: bool) -> list[Any]:
         model = self._host.model(self._model)
         segments, _ = model.transcribe(
             block.samples,
@@ -69,6 +69,16 @@ class WhisperRecognizer(SpeechRecognizer):
             language=self._language,
             vad_filter=False,
             condition_on_previous_text=False,
-            without_timestamps=True,
+            without_timestamps=not words,
+            word_timestamps=words,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        return list(segments)
+
+    def transcribe(self, block: AudioBlock) -> str:
+        return " ".join(s.text.strip() for s in self._segments(block, False)).strip()
+
+    def transcribe_words(self, block: AudioBlock) -> list[Word]:
+        """Each word and where it ends (Whisper's cross-attention alignment: an extra pass
+        of the decoder over the text it wrote)."""
+        segments = self._segments(block, True)
+        return [Word(w.word, w.start, w.end) for s in segments for w in s.words or ()]

@@ -68,6 +68,18 @@ def after_typed(typed: str, full: str) -> str | None:
     return None
 
 
+def agreed(previous: list[str], current: list[str]) -> int:
+    """How many leading words of `current` the `previous` pass over the same speech also
+    began with (compared without case or punctuation); never the last word of `current`,
+    which may be cut by the end of the audio heard so far."""
+    count = 0
+    for before, now in zip(previous, current[:-1], strict=False):
+        if _norm(before) != _norm(now) or not _norm(now):
+            break
+        count += 1
+    return count
+
+
 def early_piece(
     typed: TypedPrefix | None, advance: str, when: EarlyWords = EarlyWords.ALWAYS
 ) -> str | None:

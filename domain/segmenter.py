@@ -54,6 +54,14 @@ class VadSettings:
     # min_silence_s (typed text is never revised: if speech resumes, only what follows the
     # typed words is typed).
     early_words: EarlyWords = field(default=EarlyWords.SENTENCE, converter=EarlyWords)
+    # While a long utterance is spoken, transcribe it every this many seconds and type the
+    # words two consecutive passes agree on (never revised). 0: off.
+    partial_every_s: float = field(default=0.0, validator=_within(0.0, 60.0))
+
+    @partial_every_s.validator
+    def _partial_at_least_a_second(self, attribute: Any, value: float) -> None:
+        if 0 < value < 1.0:
+            raise ValueError(f"{attribute.name} must be 0 (off) or 1 to 60")
 
 
 @attrs.frozen
@@ -211,7 +219,15 @@ class Deliver:
     speculated: bool = False
 
 
-Action: TypeAlias = Speculate | Discard | Deliver
+@attrs.frozen
+class Partial:
+    """Transcribe `span`, the utterance so far, while it is still spoken: the words two
+    consecutive passes agree on may be typed (vad.partial_every_s). Needs no answer."""
+
+    span: Span
+
+
+Action: TypeAlias = Speculate | Discard | Deliver | Partial
 
 _SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
 
@@ -232,6 +248,8 @@ class Endpointer:
         self._speculated: Span | None = None
         self._sentence_end = int(self.segmenter.settings.sentence_end_s * rate)
         self._ends_sentence = False  # the advance transcript of _speculated ends a sentence
+        self._partial_every = int(self.segmenter.settings.partial_every_s * rate)
+        self._partial_at: tuple[int, int] | None = None  # (utterance start, last pass's end)
 
     @property
     def settings(self) -> VadSettings:
@@ -242,7 +260,21 @@ class Endpointer:
         return self._speculated
 
     def push(self, samples: int, probability: float) -> list[Action]:
-        return self._ended(self._after(self.segmenter.push(samples, probability)))
+        return self._partial(self._ended(self._after(self.segmenter.push(samples, probability))))
+
+    def _partial(self, actions: list[Action]) -> list[Action]:
+        """Every `partial_every_s` of an utterance, while it is spoken (not in a pause), a
+        pass over all of it so far."""
+        start = self.segmenter.open_start()
+        if self._partial_every <= 0 or start is None or self.segmenter.silence > 0:
+            return actions
+        position = self.segmenter.position
+        if self._partial_at is None or self._partial_at[0] != start:
+            self._partial_at = (start, start)
+        if position - self._partial_at[1] >= self._partial_every:
+            self._partial_at = (start, position)
+            actions.append(Partial(Span(start, position)))
+        return actions
 
     def flush(self) -> list[Action]:
         return self._after(self.segmenter.flush())

@@ -102,6 +102,23 @@ class SpeechRecognizer(Protocol):
     def transcribe(self, block: AudioBlock) -> str: ...
 
 
+@attrs.frozen
+class Word:
+    """A recognised word (with its leading space and punctuation, as the recogniser wrote
+    it) and where it lies in the audio it was heard in, in seconds from the block's start."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+@runtime_checkable
+class WordRecognizer(Protocol):
+    """A recogniser that can also say where each word ends (vad.partial_every_s needs it)."""
+
+    def transcribe_words(self, block: AudioBlock) -> list[Word]: ...
+
+
 @runtime_checkable
 class TextOutput(Protocol):
     def emit(self, text: str, ends: bool = True) -> None:

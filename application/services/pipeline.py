@@ -43,7 +43,7 @@ import attrs
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.workers import Workers
-from swictation.domain.early_text import TypedPrefix, after_typed, early_piece
+from swictation.domain.early_text import TypedPrefix, after_typed, agreed, early_piece
 from swictation.domain.model import Event
 from swictation.domain.segmenter import (
     SAMPLE_RATE,
@@ -52,6 +52,7 @@ from swictation.domain.segmenter import (
     Discard,
     EarlyWords,
     Endpointer,
+    Partial,
     Span,
     Speculate,
     VadSettings,
@@ -65,6 +66,7 @@ from swictation.ports import (
     SpeechRecognizer,
     TextOutput,
     VoiceDetector,
+    WordRecognizer,
 )
 from swictation.ports.spool import OpenUtterance, Spool
 
@@ -144,6 +146,14 @@ class Advance:
             return self._cancelled
 
 
+@attrs.frozen
+class Pass:
+    """A pass over an utterance still being spoken (vad.partial_every_s)."""
+
+    span: Span
+    samples: Any
+
+
 @attrs.define
 class Stats:
     utterances: int = 0
@@ -165,6 +175,9 @@ class Stats:
     speculation_wasted_s: float = 0.0  # speech-to-text time thrown away
     early_pieces: int = 0  # words typed from an advance before the pause was confirmed
     early_disagreed: int = 0  # final transcripts that did not begin with the typed words
+    partials: int = 0  # passes over speech still being spoken asked for (partial_every_s)
+    partial_passes: int = 0  # run
+    partial_skipped: int = 0  # not run: the worker was busy, or the utterance had ended
 
     def percentiles(self, values: list[float] | None = None) -> tuple[float, float] | None:
         values = self.latencies if values is None else values
@@ -222,6 +235,9 @@ class DictationPipeline:
         # read by capture (what to spool) under the lock, ended with its utterance.
         self._line: TypedPrefix | None = None
         self._line_lock = threading.Lock()
+        self._spoken: int | None = None  # start of the utterance partial passes are about
+        self._last_pass: tuple[int, list[str]] = (-1, [])  # its last pass's words
+        self._words = isinstance(stt, WordRecognizer)
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0
@@ -237,7 +253,7 @@ class DictationPipeline:
             first_retry_s=retry_s[0],
             max_retry_s=retry_s[1],
         )
-        self._queue: queue.Queue[Utterance | Advance | None] = queue.Queue()
+        self._queue: queue.Queue[Utterance | Advance | Pass | None] = queue.Queue()
         self._backlog: list[Path] = []
         self._backlog_lock = threading.Lock()
         self._backlog_in_order_s = backlog_in_order_s
@@ -444,7 +460,16 @@ class DictationPipeline:
                     used = self._advance.pop(action.span, None) if action.speculated else None
                     if used is not None:
                         used.claimed = True
+                    self._spoken = None
                     self._enqueue(action.span, used)
+                elif isinstance(action, Partial):
+                    self.stats.partials += 1
+                    self._spoken = action.span.start
+                    idle = self._queue.empty() and not self._transcribing.is_set()
+                    if idle and self._words:  # never a cause of waiting for live text
+                        self._queue.put(Pass(action.span, self._cut(action.span)))
+                    else:
+                        self.stats.partial_skipped += 1
 
     def _throw_away(self, advance: Advance) -> None:
         state = advance.cancel()
@@ -502,34 +527,86 @@ class DictationPipeline:
             self._transcribing.clear()
         if text is not None and self._segmenter.settings.sentence_end_s > 0:
             advance.ends_sentence = ends_sentence(text)
-        if text and self._segmenter.settings.early_words is not EarlyWords.OFF:
-            self._type_early(advance, text)
+        when = self._segmenter.settings.early_words
+        if text and when is not EarlyWords.OFF:
+            span = advance.span
+            advance.typed_early = self._type_words(
+                span.start,
+                span.end,
+                text,
+                advance.samples,
+                when,
+                lambda: not advance.cancelled and not advance.claimed,
+            )
         wasted = advance.finish(text, time.monotonic() - began)
         self.stats.speculations_run += 1
         if wasted and not advance.typed_early:
             self._wasted(advance)
 
-    def _type_early(self, advance: Advance, text: str) -> None:
-        """Types the advance's new words now, if the pause is still under way (capture has
-        neither resumed the utterance nor ended it). Their audio is spooled as its own entry
-        first: a crash before they are typed transcribes them again, after, never."""
+    def _type_words(
+        self,
+        start: int,
+        until: int,
+        text: str,
+        samples: Any,
+        when: EarlyWords,
+        current: Callable[[], bool],
+    ) -> bool:
+        """Types the words of `text` (the transcript of stream samples [`start`, `until`))
+        that are not typed yet, if `current()` still holds (the pause is under way; the
+        utterance is still spoken). Their audio is spooled as its own entry first: a crash
+        before they are typed transcribes them again, after, never."""
         with self._line_lock:
-            if advance.cancelled or advance.claimed:
-                return
-            span = advance.span
-            line = self._line if self._line is not None and self._line.start == span.start else None
-            piece = early_piece(line, text, self._segmenter.settings.early_words)
+            if not current():
+                return False
+            line = self._line if self._line is not None and self._line.start == start else None
+            if line is not None and until <= line.until:
+                return False
+            piece = early_piece(line, text, when)
             if piece is None:
-                return
-            since = line.until if line is not None else span.start
-            spooled = self._spool.put(advance.samples[since - span.start :])
+                return False
+            since = line.until if line is not None else start
+            spooled = self._spool.put(samples[since - start : until - start])
             if spooled is None:
-                return  # not kept anywhere yet: it waits for the whole utterance
+                return False  # not kept anywhere yet: it waits for the whole utterance
             typed = (line.text if line is not None else "") + piece
-            self._line = TypedPrefix(span.start, span.end, typed, time.monotonic())
-            advance.typed_early = True
+            self._line = TypedPrefix(start, until, typed, time.monotonic())
             self.stats.early_pieces += 1
         self.delivery.put(Pending(0, piece, spooled, ends=False))  # 0: not an utterance
+        return True
+
+    def _partial_pass(self, item: Pass) -> None:
+        """Transcribes the utterance so far, with word times; the words this pass and the
+        one before agree on are typed (the last word heard is never: it may be cut)."""
+        start = item.span.start
+        if self._spoken != start:
+            self.stats.partial_skipped += 1  # ended meanwhile: its own transcription follows
+            return
+        block = AudioBlock(start / RATE, item.samples, RATE)
+        stt = self._stt
+        assert isinstance(stt, WordRecognizer)
+        self._transcribing.set()
+        try:
+            words = self._runner.run("stt", lambda device: stt.transcribe_words(block))
+        except Exception as error:
+            log.warning("a pass over speech in progress failed (%s)", error)
+            return
+        finally:
+            self._transcribing.clear()
+        self.stats.partial_passes += 1
+        texts = [word.text for word in words]
+        before = self._last_pass[1] if self._last_pass[0] == start else []
+        self._last_pass = (start, texts)
+        count = agreed(before, texts)
+        if count == 0:
+            return
+        # The typed words end between the last agreed word and the next one.
+        gap = (words[count - 1].end_s + words[count].start_s) / 2
+        until = min(item.span.end, start + max(0, round(gap * RATE)))
+        text = "".join(texts[:count]).strip()
+        self._type_words(
+            start, until, text, item.samples, EarlyWords.ALWAYS, lambda: self._spoken == start
+        )
 
     def _end_line(self) -> None:
         """Ends a line typed early whose utterance will not be (it failed, or the run
@@ -641,7 +718,7 @@ class DictationPipeline:
 
     # -- speech-to-text ---------------------------------------------------------------------------
 
-    def _next(self) -> Utterance | Advance | None:
+    def _next(self) -> Utterance | Advance | Pass | None:
         """A short backlog (what a crash or a re-execution leaves) first, in the order it was
         said, so no newer speech is typed before it; otherwise live speech (and its advance
         transcriptions) first and the next file of a long backlog between live utterances."""
@@ -694,6 +771,10 @@ class DictationPipeline:
             if isinstance(utterance, Advance):
                 if not self._abandon.is_set():
                     self._speculate(utterance)
+                continue
+            if isinstance(utterance, Pass):
+                if not self._abandon.is_set():
+                    self._partial_pass(utterance)
                 continue
             if utterance is None:
                 # Stopping: what is left of the backlog is transcribed unless abandoned.

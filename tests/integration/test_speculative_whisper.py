@@ -45,7 +45,10 @@ class Patient(FileAudioSource):
             pipeline = self.box[0]
             for _ in range(3000):
                 stats = pipeline.stats
-                if stats.speculations_run + stats.speculations_skipped >= stats.speculations:
+                passes = stats.partial_passes + stats.partial_skipped >= stats.partials
+                if stats.speculations_run + stats.speculations_skipped >= stats.speculations and (
+                    passes
+                ):
                     break
                 threading.Event().wait(0.01)
             yield block
@@ -122,3 +125,17 @@ def test_typing_at_a_sentence_end_cuts_hesitant_sentences_but_loses_and_repeats_
     assert words(lines) == words(plain)
     assert len(lines) > len(plain) == 4
     assert stats.speculations_wasted < 4  # some pauses ended an utterance instead
+
+
+def test_passes_over_long_sentences_type_words_while_they_are_spoken(models, tmp_path):
+    """vad.partial_every_s on the held-out recording (sentences of 3 to 5 s): the words two
+    passes agree on are typed while the sentence goes on, and each line ends up with the words
+    it has without partial passes (the final transcript begins with what was typed)."""
+    path = EXAMPLES / "heldout.wav"
+    plain, _ = dictate(models, path, VadSettings(early_words="off"), tmp_path / "plain")
+    vad = VadSettings(partial_every_s=1.0)
+    lines, stats = dictate(models, path, vad, tmp_path / "partial")
+    assert stats.partial_passes >= 5
+    assert stats.early_pieces > 0
+    assert len(lines) == len(plain) == 5
+    assert words(lines) == words(plain)

@@ -7,7 +7,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swictation.domain.early_text import TypedPrefix, after_typed, early_piece, split_closing
+from swictation.domain.early_text import (
+    TypedPrefix,
+    after_typed,
+    agreed,
+    early_piece,
+    split_closing,
+)
 from swictation.domain.segmenter import EarlyWords, VadSettings
 
 
@@ -83,3 +89,10 @@ def test_by_default_words_are_typed_early_only_when_the_advance_ends_a_sentence(
     )
     assert early_piece(None, "When you get home,", EarlyWords.ALWAYS) == "When you get home"
     assert early_piece(None, "Done.", EarlyWords.OFF) is None
+
+
+def test_two_passes_agree_on_their_common_first_words_but_never_the_last_one_heard():
+    assert agreed([" Alpha", " beta"], [" alpha", " beta,", " gam"]) == 2
+    assert agreed([" alpha", " beta"], [" alpha", " beta"]) == 1  # "beta" may be cut
+    assert agreed([" alfa", " beta"], [" alpha", " beta", " gamma"]) == 0
+    assert agreed([], [" alpha", " beta"]) == 0

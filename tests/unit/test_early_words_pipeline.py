@@ -10,7 +10,7 @@ from swictation.adapters.spool import Spool
 from swictation.application.services.pipeline import DictationPipeline, Utterance
 from swictation.domain.early_text import TypedPrefix
 from swictation.domain.segmenter import VadSettings
-from swictation.ports import AudioBlock, SpeechRecognizer
+from swictation.ports import AudioBlock, SpeechRecognizer, Word
 from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
@@ -173,3 +173,67 @@ def test_an_utterance_kept_at_a_stop_keeps_only_the_audio_after_its_typed_words(
     typed_all = TypedPrefix(RATE, 3 * RATE, "alpha beta gamma")
     pipeline._keep(Utterance(2, samples, 1.0, 0.0, typed=typed_all))
     assert pipeline.spool.backlog() == [left]  # nothing after the typed words: nothing kept
+
+
+class Timed(ByLength):
+    """ByLength that also says where each word lies: word k of the stream is spoken from
+    k/2 s to k/2 + 0.4 s; a word the audio cuts is heard cut ('gam')."""
+
+    def transcribe_words(self, block: AudioBlock) -> list[Word]:
+        seconds = len(block.samples) / RATE
+        self.heard.append((round(block.t, 2), round(seconds, 2)))
+        words = []
+        k = int(block.t * 2)
+        while k < len(WORDS) and k / 2 < block.t + seconds:
+            begin, end = k / 2 - block.t, k / 2 + 0.4 - block.t
+            text = WORDS[k] if end <= seconds else WORDS[k][:3]
+            words.append(Word(" " + text, begin, min(end, seconds)))
+            k += 1
+        return words
+
+
+def test_a_long_utterance_shows_the_words_two_passes_agree_on_while_it_is_spoken(tmp_path):
+    blocks = audio(("speech", 4.0), ("silence", 1.2))
+    stt = Timed()
+    passes = {
+        block_at(1.2): lambda p: p.stats.partial_passes >= 1,
+        block_at(2.2): lambda p: p.stats.partial_passes >= 2,
+        # Still speaking, 2.5 s in: the words the two passes agree on must be typed.
+        block_at(2.5): typed,
+    }
+    pipeline, output, _ = dictate(blocks, stt, tmp_path, passes, VadSettings(partial_every_s=1.0))
+    # Pass one heard "alpha beta", pass two "alpha beta gamma delta": "alpha beta" agreed
+    # (the last word heard is never typed from a pass: it may be cut).
+    assert output.pieces[0] == ("alpha beta", False)
+    assert output.lines == [" ".join(WORDS) + "."]
+    assert "".join(text for text, _ in output.pieces) == output.lines[0]
+    assert pipeline.stats.partial_passes >= 2 and pipeline.stats.early_disagreed == 0
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_passes_that_disagree_type_nothing(tmp_path):
+    class Wavering(Timed):
+        def transcribe_words(self, block: AudioBlock) -> list[Word]:
+            words = super().transcribe_words(block)
+            if len(self.heard) % 2:  # every other pass hears the first word differently
+                words[0] = Word(" alfa", words[0].start_s, words[0].end_s)
+            return words
+
+    blocks = audio(("speech", 3.0), ("silence", 1.2))
+    passes = {
+        block_at(1.2): lambda p: p.stats.partial_passes >= 1,
+        block_at(2.2): lambda p: p.stats.partial_passes >= 2,
+    }
+    pipeline, output, _ = dictate(
+        blocks, Wavering(), tmp_path, passes, VadSettings(partial_every_s=1.0)
+    )
+    assert pipeline.stats.partial_passes >= 2
+    assert output.pieces[0][0].startswith("alpha beta gamma delta epsilon")  # the final
+    assert output.lines == [" ".join(WORDS[:6]) + "."]
+
+
+def test_partial_passes_are_off_by_default(tmp_path):
+    blocks = audio(("speech", 3.0), ("silence", 1.2))
+    pipeline, output, _ = dictate(blocks, Timed(), tmp_path, {})
+    assert pipeline.stats.partial_passes == 0 and pipeline.stats.partial_skipped == 0
+    assert output.lines == [" ".join(WORDS[:6]) + "."]

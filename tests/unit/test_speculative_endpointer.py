@@ -13,6 +13,7 @@ from swictation.domain.segmenter import (
     Deliver,
     Discard,
     Endpointer,
+    Partial,
     Segmenter,
     Span,
     Speculate,
@@ -215,3 +216,23 @@ def test_every_speculation_is_answered_once_and_delivered_audio_is_disjoint_and_
             covered = sum(max(0, min(end, s.end) - max(start, s.start)) for s in delivered)
             assert covered == end - start
         i += n
+
+
+def test_a_long_utterance_gets_a_pass_every_partial_every_s_while_it_is_spoken():
+    vad = VadSettings(partial_every_s=1.0)
+    probs = [0.0] * blocks(0.5) + [0.9] * blocks(3.5) + [0.0] * blocks(1.5)
+    actions, _ = run(probs, vad)
+    partial = [a for a in actions if isinstance(a, Partial)]
+    start = blocks(0.5) * BLOCK - int(0.2 * RATE)
+    assert [p.span.start for p in partial] == [start] * 3  # the whole utterance so far
+    ends = [p.span.end for p in partial]
+    assert all(abs((b - a) - RATE) < BLOCK for a, b in itertools.pairwise([start, *ends]))
+    # None in the pause at the end: the speculation and the delivery are of all of it.
+    assert ends[-1] <= blocks(4.0) * BLOCK
+    assert isinstance(actions[-1], Deliver) and actions[-1].speculated
+
+
+def test_no_pass_while_partial_text_is_off():
+    probs = [0.9] * blocks(10) + [0.0] * blocks(1.5)
+    actions, _ = run(probs)
+    assert not [a for a in actions if isinstance(a, Partial)]
