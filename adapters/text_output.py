@@ -85,18 +85,35 @@ class FileOutput(TextOutput):
         except OSError as error:
             raise OutputError(f"{path}: cannot append to it ({error.strerror})") from None
         self._lock = threading.Lock()
+        # A run that stopped between words typed early and the end of their line (a crash)
+        # left the file mid-line: this run's first text starts a new one.
+        self._mid_line = _ends_mid_line(self._path)
 
     def emit(self, text: str, ends: bool = True) -> None:
         line = printable(text) + ("\n" if ends else "")
         if not line:
             return
         with self._lock:
+            if self._mid_line:
+                line = "\n" + line
             # One write of the whole line, unbuffered: a full disk fails the call (and the
             # text waits to be retried), never half a line kept in a buffer for later.
             append_whole(self._file.fileno(), line.encode("utf-8"))
+            self._mid_line = False
 
     def close(self) -> None:
         self._file.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            if file.seek(0, os.SEEK_END) == 0:
+                return False
+            file.seek(-1, os.SEEK_END)
+            return file.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 class TypingOutput(TextOutput):

@@ -103,11 +103,12 @@ def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_sa
 def test_early_words_type_each_half_at_its_pause_and_the_lines_are_the_same(
     models, plain, tmp_path
 ):
-    """With early words (the default) the first half of each hesitant sentence is typed at
+    """With early words at every pause, the first half of each hesitant sentence is typed at
     its pause; the final transcript of the whole sentence begins with it, so each line has
     the words it had without speculation (a typed half keeps the case its advance transcript
     gave it: typed text is never revised), and no work is thrown away."""
-    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path)
+    vad = VadSettings(early_words="always")
+    lines, stats = dictate(models, EXAMPLES / "hesitant.wav", vad, tmp_path)
     assert len(lines) == 4 and words(lines) == words(plain)
     assert stats.early_pieces >= 8  # each half of each sentence, at its pause
     assert stats.early_disagreed == 0

@@ -14,6 +14,7 @@ from swictation.adapters.text_output import (
     FileOutput,
     OutputError,
     StdoutOutput,
+    TypingOutput,
     printable,
     wtype_output,
     xdotool_output,
@@ -45,6 +46,44 @@ def test_file_output_appends_and_flushes(tmp_path):
     out.emit("second")
     out.close()
     assert path.read_text().splitlines() == ["earlier", "first", "second"]
+
+
+def test_file_output_writes_words_typed_early_then_ends_the_line(tmp_path):
+    path = tmp_path / "notes.txt"
+    out = FileOutput(path)
+    out.emit("Let me know", ends=False)
+    assert path.read_text() == "Let me know"  # at once, before the rest
+    out.emit(" if you can.")
+    out.emit("Next.")
+    assert path.read_text() == "Let me know if you can.\nNext.\n"
+
+
+def test_file_output_after_a_crash_mid_line_starts_a_new_line(tmp_path):
+    """A run killed between words typed early and the end of their line left the file
+    mid-line; the next run's text must not be glued to it."""
+    path = tmp_path / "notes.txt"
+    path.write_text("done.\nGood morning")
+    out = FileOutput(path)
+    out.emit("Please open a new document.")
+    out.emit("Thanks.")
+    assert path.read_text().splitlines() == [
+        "done.",
+        "Good morning",
+        "Please open a new document.",
+        "Thanks.",
+    ]
+
+
+def test_typing_output_types_early_words_without_the_space_that_ends_an_utterance(tmp_path):
+    typed = tmp_path / "typed"
+    tool = tmp_path / "wtype"
+    tool.write_text(f"#!/bin/sh\nprintf '%s|' \"$2\" >> {typed}\n")
+    tool.chmod(0o755)
+    out = TypingOutput(str(tool), ("--",))
+    out.emit("Let me know", ends=False)
+    out.emit(" if you can.")
+    out.emit("", ends=True)  # a line whose words were all typed early: just its space
+    assert typed.read_text() == "Let me know| if you can. | |"
 
 
 def test_file_output_that_cannot_be_opened(tmp_path):
