@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import (
     ControlError,
     ControlServer,
+    Handler,
     SocketLock,
     default_socket_path,
 )
@@ -306,9 +308,27 @@ def _socket_lock(socket: str | None, inherited_fd: int | None = None) -> Iterato
         lock.release()
 
 
-def _control_server(socket: str | None, daemon: Any, lock: SocketLock) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), daemon.handle, lock=lock)
-    daemon.control = server  # its health is shown with the daemon's workers
+CONTROL = "control"  # the control socket's name among the daemon's workers
+
+
+def supervised_control(
+    path: str | Path, handler: Handler, workers: Workers, **options: Any
+) -> ControlServer:
+    """The control server as one of the daemon's workers: its loop runs on a worker thread
+    (restarted when it ends; failed, not fatal, when it cannot be), and what it survives is
+    counted in that worker's health, which `status` shows."""
+
+    def spawn(loop: Callable[[], None]) -> None:
+        workers.spawn(CONTROL, loop, fatal=False)
+
+    return ControlServer(path, handler, report=workers.reporter(CONTROL), spawn=spawn, **options)
+
+
+def _control_server(
+    socket: str | None, daemon: Daemon, lock: SocketLock, workers: Workers
+) -> Iterator[ControlServer]:
+    path = socket or str(default_socket_path())
+    server = supervised_control(path, daemon.handle, workers, lock=lock)
     server.start()
     try:
         yield server
@@ -611,7 +631,9 @@ class Container(containers.DeclarativeContainer):
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
-    control_server = providers.Resource(_control_server, config.control.socket, daemon, socket_lock)
+    control_server = providers.Resource(
+        _control_server, config.control.socket, daemon, socket_lock, workers
+    )
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
     simulation = providers.Singleton(

@@ -130,3 +130,14 @@ class TraceWriter(Protocol):
     def write(self, sample: MemorySample, t: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FailureReport(Protocol):
+    """Where a worker that survives its own failures says so (`where`: which part of it
+    failed), and says that part works again; called from the `except` block, so that a
+    traceback can be logged."""
+
+    def failed(self, where: str, error: BaseException) -> None: ...
+
+    def succeeded(self, where: str) -> None: ...

@@ -56,7 +56,6 @@ class Daemon:
         self._fed = True
         self.watch_ticks = 0
         self._said_unknown: str | None = None
-        self.control: Any = None  # the control server, where there is one (its health shows)
 
     @property
     def restart_requested(self) -> bool:
@@ -94,7 +93,8 @@ class Daemon:
         return {"ok": False, "error": f"unknown command {command!r} (known: {known})"}
 
     def health(self) -> dict[str, dict[str, object]]:
-        """Each worker's state and error counts, the guard's and the control socket's too."""
+        """Each worker's state and error counts (the control socket's among them), and the
+        guard's and the flight recorder's."""
         workers = self.workers.snapshot()
         guard_state = "running" if self.guard.running else "stopped"
         workers["guard"] = {
@@ -110,15 +110,11 @@ class Daemon:
             "restarts": 0,
             "last_error": getattr(self.parts.events, "last_error", None),
         }
-        if self.control is not None:
-            workers["control"] = self.control.health()
         return workers
 
     def all_alive(self) -> bool:
         """The watchdog is fed only while this holds."""
         if not self.workers.all_alive():
-            return False
-        if self.control is not None and not self.control.alive:
             return False
         return self._stopping.is_set() or self.guard.running
 
