@@ -8,6 +8,7 @@ import logging
 import threading
 
 import attrs
+import pytest
 
 from swictation.adapters.memory import FakeClock, ListAudioSource, NoProbe
 from swictation.application.config import DaemonSettings
@@ -164,3 +165,15 @@ def test_status_latency_runs_from_the_last_voiced_sample_when_it_is_known(tmp_pa
     # Backlog only (no voiced sample heard live): the VAD-end figure is all there is.
     stats.speech_latencies.clear()
     assert daemon.status()["latency_p50_s"] == 0.0
+
+
+def test_daemon_parts_cannot_be_built_without_every_part():
+    """Every part the daemon reads is a declared field with no default: a DaemonParts that
+    lacks one is refused when it is built, not found missing (or quietly defaulted) later."""
+    defaulted = [f.name for f in attrs.fields(DaemonParts) if f.default is not attrs.NOTHING]
+    assert defaulted == []
+    names = [f.name for f in attrs.fields(DaemonParts)]
+    assert {"gap", "listening", "start_time", "reexec", "notify"} <= set(names)
+    given = {name: None for name in names if name != "gap"}
+    with pytest.raises(TypeError, match="gap"):
+        DaemonParts(**given)
