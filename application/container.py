@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,9 @@ from swictation.application.config import (
 )
 from swictation.application.entrypoints.presenters import status_line
 from swictation.application.services.cooperation import TenantBroker, TenantSpec
-from swictation.application.services.daemon import Daemon
+from swictation.application.services.daemon import Daemon, DaemonParts
 from swictation.application.services.guard import GuardService
-from swictation.application.services.handover import GapStop, Handover
+from swictation.application.services.handover import GapStop, Handover, Reexecution
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.simulation import (
@@ -409,24 +409,6 @@ def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
     return lambda: pipeline.busy
 
 
-@attrs.frozen
-class DaemonParts:
-    """What the daemon runs, built by the container."""
-
-    pipeline: DictationPipeline
-    guard: GuardService
-    events: EventSink
-    stop: StopSignal
-    watchdog_s: float | None = None
-    present: Callable[[str, Mapping[str, Any]], str] = status_line
-    gap: GapStop | None = None  # the capture that ends at a gap in speech, to re-execute
-    start_time: float = 0.0  # the flight recorder's t = 0
-    listening: bool = True  # False: toggled off before this process's re-execution
-
-    def notify(self, state: str) -> None:
-        notify(state)
-
-
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     # `config.run` holds what is not a configuration key: the mode (daemon, record, replay),
@@ -593,6 +575,24 @@ class Container(containers.DeclarativeContainer):
         cpu=providers.Singleton(GpuModeMachine, config.guard.gpu_return_s, tenure),
         exit=providers.Object(None),
     )
+    # The daemon's re-execution (SIGHUP, the GPU given up or taken back), which the guard's
+    # GPU-mode decisions go to; record and replay never re-execute (nor open a microphone).
+    reexec = providers.Singleton(
+        Reexecution,
+        gap=gap,
+        stop=stop,
+        events=events,
+        policy=policy,
+        probe=probe,
+        listening=pipeline.provided.enabled,
+        start_time=start_time,
+    )
+    on_mode_change = providers.Selector(
+        config.run.mode,
+        daemon=reexec.provided.change_mode,
+        record=providers.Object(None),
+        replay=providers.Object(None),
+    )
     guard = providers.Singleton(
         GuardService,
         probe=probe,
@@ -608,6 +608,7 @@ class Container(containers.DeclarativeContainer):
         tenants=tenants,
         gpu_mode=gpu_mode,
         context_mib=config.guard.cuda_context_mib,
+        on_mode_change=on_mode_change,
     )
 
     daemon = providers.Singleton(
@@ -615,15 +616,17 @@ class Container(containers.DeclarativeContainer):
         settings,
         providers.Singleton(
             DaemonParts,
-            pipeline,
-            guard,
-            events,
-            stop,
-            providers.Callable(watchdog_interval_s),
-            status_line,
-            gap,
-            start_time,
-            config.run.listening,
+            pipeline=pipeline,
+            guard=guard,
+            events=events,
+            stop=stop,
+            gap=gap,
+            reexec=reexec,
+            watchdog_s=providers.Callable(watchdog_interval_s),
+            present=providers.Object(status_line),
+            notify=providers.Object(notify),
+            start_time=start_time,
+            listening=config.run.listening,
         ),
     )
     # One daemon per socket: the lock is taken before any model loads and held to the end.

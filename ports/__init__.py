@@ -53,6 +53,12 @@ class GpuProbe(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def origin(self) -> float | None:
+        """When the replayed trace this probe reads began, on its clock (a re-executed
+        daemon's trace goes on from there); None for a live card or none."""
+        return None
+
 
 @runtime_checkable
 class ModelHost(Protocol):
