@@ -222,8 +222,7 @@ class Daemon:
 
     def _memory_unknown(self) -> str | None:
         """Why the guard cannot see the GPU, when it cannot."""
-        reason = getattr(self.guard, "unavailable_reason", None)
-        return reason if isinstance(reason, str) else None
+        return self.guard.unavailable_reason
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -352,7 +351,7 @@ class Daemon:
                 stats.undelivered,
                 where,
             )
-        lost = getattr(self.pipeline.spool, "lost_s", 0.0)
+        lost = self.pipeline.spool.lost_s
         if lost:
             log.error("final report: %.1f s of audio lost (it could be spooled nowhere)", lost)
         if self._shutdown_reason is not None:

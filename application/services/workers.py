@@ -104,6 +104,7 @@ class Workers:
         self, health: WorkerHealth, target: Callable[[], None], restart: bool, fatal: bool
     ) -> None:
         failures: list[float] = []
+        said: str | None = None  # a failure that repeats is worth one traceback
         while True:
             health.state = "running"
             try:
@@ -114,7 +115,15 @@ class Workers:
                 with self._lock:
                     health.errors += 1
                     health.last_error = _describe(error)
-                log.error("worker %s failed: %s", health.name, health.last_error, exc_info=True)
+                again = health.last_error == said and len(failures) > 1
+                said = health.last_error
+                log.error(
+                    "worker %s failed%s: %s",
+                    health.name,
+                    " again" if again else "",
+                    health.last_error,
+                    exc_info=not again,
+                )
                 if not restart or len(failures) > self._max or self._stopping.is_set():
                     health.state = "failed"
                     reason = f"worker {health.name} failed and cannot be restarted"

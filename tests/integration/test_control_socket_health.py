@@ -140,7 +140,7 @@ def test_a_loop_that_ends_is_restarted_and_serves_again(path):
         server.stop()
 
 
-def test_a_loop_that_keeps_ending_is_failed_and_not_alive_and_the_daemon_goes_on(path):
+def test_a_loop_that_keeps_ending_is_failed_and_not_alive_and_the_daemon_goes_on(path, caplog):
     fatal: list[str] = []
     workers = Workers(on_fatal=fatal.append, max_restarts=3, backoff_s=0.0)
     server = serving(path, workers)
@@ -149,9 +149,13 @@ def test_a_loop_that_keeps_ending_is_failed_and_not_alive_and_the_daemon_goes_on
         raise SystemExit("broken for good")
 
     server._next_timeout = always  # every turn of the loop ends it
-    server._wake()
     try:
-        assert workers.join(CONTROL, 30)
+        with caplog.at_level(logging.INFO, logger="swictation"):
+            server._wake()
+            assert workers.join(CONTROL, 30)
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == 1  # the same failure again and again: one traceback
+        assert "worker control failed and cannot be restarted" in caplog.text
         health = workers.snapshot()[CONTROL]
         assert health["state"] == "failed", health
         assert health["restarts"] == 3 and health["errors"] == 4
