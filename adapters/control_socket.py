@@ -353,28 +353,32 @@ class ControlServer:
         took it; safe to call twice."""
         self._stop.set()
         self._wake()
-        if self._in_loop.acquire(timeout=5):
-            self._in_loop.release()
-        if self._handlers is not None:
-            self._handlers.shutdown(wait=False, cancel_futures=True)
-            self._handlers = None
-        for client in list(self._clients.values()):
-            self._close(client)
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
-        for sock in (self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._wake_r = self._wake_w = None
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        # Torn down once the loop has returned; a loop restarted meanwhile finds it stopped.
+        held = self._in_loop.acquire(timeout=5)
+        try:
+            if self._handlers is not None:
+                self._handlers.shutdown(wait=False, cancel_futures=True)
+                self._handlers = None
+            for client in list(self._clients.values()):
+                self._close(client)
+            if self._selector is not None:
+                self._selector.close()
+                self._selector = None
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
+            if self._spare_fd is not None:
+                os.close(self._spare_fd)
+                self._spare_fd = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            if held:
+                self._in_loop.release()
         if self._lock is not None and self._owns_lock:
             self._lock.release()
             self._lock = None
