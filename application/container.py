@@ -504,7 +504,8 @@ class Container(containers.DeclarativeContainer):
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
     # The daemon's supervised threads (the pipeline's, the co-tenant refresher), one health.
-    workers = providers.Singleton(Workers)
+    # One that cannot be restarted stops the daemon in order, with its own exit status.
+    workers = providers.Singleton(Workers, on_fatal=stop.provided.fail)
     tenant_broker = providers.Resource(
         _tenant_broker, config.tenants, events, clock, probe, tuning, workers
     )

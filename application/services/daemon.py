@@ -57,9 +57,7 @@ class Daemon:
         self.pipeline: DictationPipeline = parts.pipeline
         self.guard: GuardService = parts.guard
         self.workers: Workers = self.pipeline.workers
-        self.workers.on_fatal = self._worker_failed
-        self._failure: str | None = None
-        # Shared with the guard, which asks for a memory SHUTDOWN through it.
+        # Shared with the guard (a memory SHUTDOWN) and the workers (one that failed for good).
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
@@ -235,12 +233,10 @@ class Daemon:
     def _shutdown_reason(self) -> str | None:
         return self._stopping.shutdown_reason
 
-    def _worker_failed(self, reason: str) -> None:
-        """A worker that cannot be restarted: an orderly stop (the queue is spooled) and a
-        non-zero exit status, so that a supervisor restarts the daemon."""
-        self._failure = reason
-        log.critical("%s; stopping", reason)
-        self.stop(reason)
+    @property
+    def _failure(self) -> str | None:
+        """Why a worker that could not be restarted stopped the daemon (see StopSignal.fail)."""
+        return self._stopping.failure_reason
 
     def stop(self, why: str) -> None:
         self._stopping.request(why)

@@ -220,10 +220,12 @@ def test_the_daemon_is_wired_at_construction_and_nothing_is_patched_on_after(tmp
     container = daemon_container(settings)
     with_fakes(container, [], audio(("silence", 0.5)))
     guard = container.guard()
+    workers = container.workers()
     assert guard.on_mode_change == container.reexec().change_mode
-    before = dict(vars(guard))
+    assert workers.on_fatal == container.stop().fail
+    before = dict(vars(guard)), dict(vars(workers))
     daemon = container.daemon()
-    assert vars(guard) == before
+    assert (vars(guard), vars(workers)) == before
     assert daemon.parts.gap is container.gap()
     assert daemon.parts.reexec is container.reexec()
     shutdown(container)

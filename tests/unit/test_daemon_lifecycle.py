@@ -69,12 +69,12 @@ class DyingSource(ListAudioSource):
 
 def daemon_with(source, tmp_path, watchdog_s=0.01):
     clock = FakeClock()
-    workers = Workers(max_restarts=2, backoff_s=0.0)
+    stop = StopSignal()
+    workers = Workers(on_fatal=stop.fail, max_restarts=2, backoff_s=0.0)
     gap = GapStop(source)
     pipeline, _, _, events, host = build(
         [], ["hello"], tmp_path, source=gap, workers=workers, clock=clock
     )
-    stop = StopSignal()
     guard = GuardService(
         NoProbe(clock), host, GuardPolicy(), events, clock, on_shutdown=stop.shutdown
     )
