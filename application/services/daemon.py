@@ -38,7 +38,7 @@ class DaemonParts:
     pipeline: DictationPipeline
     guard: GuardService
     events: EventSink
-    stop: StopSignal  # shared with the guard, which asks for a memory SHUTDOWN through it
+    stop: StopSignal  # shared with the guard (a memory SHUTDOWN) and the workers (a failure)
     gap: GapStop  # the capture that ends at a gap in speech, to re-execute
     reexec: Reexecution  # whether (and as what) the process re-executes itself once stopped
     watchdog_s: float | None  # systemd's watchdog period (None: no watchdog)
