@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import os
 import sys
 import time
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -210,12 +211,21 @@ def _progress(
     return advance, close
 
 
-def _quiet_live_logs() -> None:
-    """The events file and the summary tell what the guard did; its live log would repeat it."""
-    for name in ("swictation.guard", "swictation.tenants"):
-        live = logging.getLogger(name)
-        if live.getEffectiveLevel() >= logging.WARNING:
-            live.setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet_live_logs() -> Iterator[None]:
+    """The events file and the summary tell what the guard did; its live log would repeat it.
+    The levels are the process's: they are put back when replay ends, however it ends."""
+    quieted: list[tuple[logging.Logger, int]] = []
+    try:
+        for name in ("swictation.guard", "swictation.tenants"):
+            live = logging.getLogger(name)
+            if live.getEffectiveLevel() >= logging.WARNING:
+                quieted.append((live, live.level))
+                live.setLevel(logging.ERROR)
+        yield
+    finally:
+        for live, level in quieted:
+            live.setLevel(level)
 
 
 def replay(
@@ -224,7 +234,13 @@ def replay(
     err: TextIO = sys.stderr,
     environ: Mapping[str, str] | None = None,
 ) -> int:
-    _quiet_live_logs()
+    with _quiet_live_logs():
+        return _replay(options, out, err, environ)
+
+
+def _replay(
+    options: ReplayOptions, out: TextIO, err: TextIO, environ: Mapping[str, str] | None
+) -> int:
     used = load_used(options.config, os.environ if environ is None else environ)
     config = used.config
     models = parse_models(options.models)
