@@ -32,13 +32,14 @@ def load_nemo(name_or_path: str | None, device: str) -> Any:
         model = ASRModel.restore_from(source, map_location=device)
     else:
         from huggingface_hub import constants as hub
-        from huggingface_hub.errors import HTTPError
+        from huggingface_hub import errors
 
+        # The hub's transport error (a refused connection, a name that does not resolve) is
+        # not an OSError; it is re-exported (not declared) by huggingface_hub.errors.
+        transport: type[Exception] = getattr(errors, "HTTPError", OSError)
         try:
             model = ASRModel.from_pretrained(source, map_location=device)
-        except (OSError, HTTPError) as error:  # no network, hub offline, no such model
-            # HTTPError is the hub's transport error (a refused connection, a name that does
-            # not resolve): not an OSError, so it would escape as a bare library message.
+        except (OSError, transport) as error:  # no network, hub offline, no such model
             raise NemoLoadError(_fetch_failed(source, error, offline=hub.HF_HUB_OFFLINE)) from None
     model.eval()
     return model
