@@ -16,7 +16,9 @@ from typing import Any, TextIO, overload
 
 import attrs
 
+from swictation.domain.busy import utterance_busy
 from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.domain.segmenter import VadSettings
 from swictation.ports import GpuProbe
 
 _UNITS = {
@@ -58,7 +60,8 @@ class Trace:
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
     # (start, end) seconds from the trace start while speech was in flight, merged and in
-    # order: read from a flight recording's utterance events.
+    # order: what a flight recording's guard saw at each sample (or, in older recordings,
+    # its utterance events held by the VAD's rule).
     busy: tuple[tuple[float, float], ...] = ()
 
     def __len__(self) -> int:
@@ -265,7 +268,10 @@ def read_trace(
     total_mib: float | None = None,
     columns: Sequence[str] | None = None,
     notice: Callable[[str], None] | None = None,
+    vad: VadSettings | None = None,
 ) -> Trace:
+    """`vad`: the VAD settings the recording's daemon ran with, for a recording whose
+    samples do not say when speech was in flight (its utterances are held by their rule)."""
     path = Path(path)
     detected = sniff(path)
     kind = detected if fmt == "auto" else fmt
@@ -275,7 +281,7 @@ def read_trace(
         raise TraceError(path, None, f"--total-mib must be > 0, got {total_mib:g}")
     try:
         if kind == "jsonl":
-            trace = _read_jsonl(path, gpu, total_mib, notice)
+            trace = _read_jsonl(path, gpu, total_mib, notice, vad)
         else:
             trace = _read_csv(path, gpu, total_mib, columns, notice)
     except csv.Error as error:
@@ -545,6 +551,7 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     gpu: str | None,
     total_override: float | None,
     notice: Callable[[str], None] | None = None,
+    vad: VadSettings | None = None,
 ) -> Trace:
     times, used, total = _columns()
     own = array("f")
@@ -553,7 +560,7 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     chosen = gpu
     has_own = False
     offset = 0.0
-    busy: list[tuple[float, float]] = []
+    busy = _BusyRuns(vad or VadSettings())
     with path.open("r", encoding="utf-8-sig") as handle:
         lines = _Lines(path, handle)
         for number, line in enumerate(lines, 1):
@@ -574,12 +581,13 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
                 # A flight recorder appended across daemon restarts: each run's times start
                 # again from 0, so the next run is laid after the last sample of the one before.
                 offset = times[-1] if times else 0.0
+                busy.run_ended()
                 continue
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
                 continue
             if kind == "utterance":
-                busy.append(_busy_span(path, number, record, offset))
+                busy.utterance(path, number, record, offset)
                 continue
             if kind != "sample":
                 continue
@@ -612,6 +620,8 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
             used.append(value)
             total.append(size)
             own.append(_number(path, number, record, "own_mib") if share is not None else 0.0)
+            busy.sample(t, record)
+    busy.run_ended()
     if not times and not gpus:
         raise TraceError(
             path,
@@ -630,7 +640,7 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
         chosen,
         gpus,
         tuple(models.items()),
-        busy,
+        busy.spans,
     )
 
 
@@ -645,15 +655,42 @@ def _json_line(path: Path, number: int, line: str) -> Any:
         raise TraceError(path, number, f"not a trace line: {error}") from None
 
 
-def _busy_span(
-    path: Path, line: int, record: dict[str, Any], offset: float = 0.0
-) -> tuple[float, float]:
-    """An utterance event's busy span, as the daemon's guard saw it: from the start of speech,
-    through the wait, to the end of its transcription."""
-    end = _number(path, line, record, "t") + offset
-    spoken = _number(path, line, record, "duration_s")
-    waited = _number(path, line, record, "latency_s")
-    return max(0.0, end - waited - spoken), end
+class _BusyRuns:
+    """Where speech was in flight, one daemon run at a time: what its guard saw at each
+    sample (`busy`: from that sample to the next), or, in a run recorded before samples
+    said so, its utterances held by the VAD's rule."""
+
+    def __init__(self, vad: VadSettings) -> None:
+        self._vad = vad
+        self.spans: list[tuple[float, float]] = []
+        self._flagged = False
+        self._from: float | None = None
+        self._flags: list[tuple[float, float]] = []
+        self._utterances: list[tuple[float, float]] = []
+
+    def sample(self, t: float, record: dict[str, Any]) -> None:
+        busy = record.get("busy")
+        if not isinstance(busy, bool):
+            return
+        self._flagged = True
+        if busy and self._from is None:
+            self._from = t
+        elif not busy and self._from is not None:
+            self._flags.append((self._from, t))
+            self._from = None
+
+    def utterance(self, path: Path, line: int, record: dict[str, Any], offset: float) -> None:
+        end = _number(path, line, record, "t") + offset
+        spoken = _number(path, line, record, "duration_s")
+        waited = _number(path, line, record, "latency_s")
+        self._utterances.append(utterance_busy(end, spoken, waited, self._vad))
+
+    def run_ended(self) -> None:
+        """A run's end (a restart's `start` line, or the end of the file)."""
+        if self._from is not None:  # busy at its last sample: to the end of the run
+            self._flags.append((self._from, math.inf))
+        self.spans += self._flags if self._flagged else self._utterances
+        self._flagged, self._from, self._flags, self._utterances = False, None, [], []
 
 
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:

@@ -32,6 +32,7 @@ from swictation.application.config import (
 from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Event, Level
+from swictation.domain.segmenter import VadSettings
 from swictation.ports import EventSink
 from swictation.ports.tenants import TENANT_KINDS
 
@@ -134,6 +135,8 @@ class Used:
 
     config: GuardConfig
     sources: tuple[str, ...]
+    # How the daemon's VAD held utterances: an older recording's busy spans follow it.
+    vad: VadSettings = attrs.field(factory=VadSettings)
 
     def describe(self, policies: Sequence[str]) -> str:
         th = self.config.thresholds
@@ -168,7 +171,7 @@ def load_used(config: str | None, environ: Mapping[str, str]) -> Used:
     sources = [path] if path else []
     names = sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in ENV_NOT_SETTINGS)
     sources += names
-    return Used(settings.guard_config, tuple(sources))
+    return Used(settings.guard_config, tuple(sources), settings.vad)
 
 
 def busy_at(spans: Sequence[tuple[float, float]]) -> Callable[[float], bool]:
@@ -252,6 +255,7 @@ def _replay(
         parse_total(options.total_mib),
         options.columns,
         notice=lambda text: print(f"swictation replay: note: {text}", file=err),
+        vad=used.vad,
     )
     if not models and trace.models:
         models = [ModelSpec(name, size) for name, size in trace.models]
