@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import itertools
 import json
+import logging
 import math
 import re
 from array import array
@@ -34,6 +35,7 @@ _UNITS = {
 }
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _INF = math.inf
+log = logging.getLogger("swictation.traces")
 _NOT_AVAILABLE = ("[n/a]", "n/a", "[not supported]", "not supported")
 
 
@@ -155,17 +157,24 @@ csv.field_size_limit(MAX_LINE + 1)
 
 class _Lines:
     """The file's lines, each at most MAX_LINE characters (a longer one is a TraceError
-    naming it), remembering whether the last one was cut off (no newline at the end)."""
+    naming it), remembering whether the last one was cut off (no newline at the end).
 
-    def __init__(self, path: Path, handle: TextIO) -> None:
+    With `units` (CSV), a cut-off last line whose last field lost the unit the line before
+    carries ('8192 MiB' cut to '81' still reads as a number) is not handed out: `torn` names
+    it."""
+
+    def __init__(self, path: Path, handle: TextIO, units: bool = False) -> None:
         self._path = path
         self._handle = handle
+        self._units = units
         self.count = 0
         self.cut = False
         self.done = False
+        self.torn: int | None = None
 
     def __iter__(self) -> Iterator[str]:
         readline = self._handle.readline
+        previous = ""
         while True:
             line = readline(MAX_LINE + 1)
             if not line:
@@ -180,11 +189,30 @@ class _Lines:
                 )
             if not line.endswith("\n"):
                 self.cut = True
+                unit = _unit(previous) if self._units else None
+                if unit and _unit(line) != unit:
+                    self.torn = self.count
+                    self.done = True
+                    return
+            previous = line
             yield line
 
     def at_cut_end(self, line: int | None) -> bool:
         """Whether `line` is the last one and was cut off (a recording stopped mid-write)."""
         return self.cut and line == self.count
+
+
+def _unit(line: str) -> str | None:
+    """The unit after the number in a CSV line's last field ('MiB' in '..., 8192 MiB'; ''
+    for a bare number); None where that field is not a number (a header, '[N/A]')."""
+    field = line.rsplit(",", 1)[-1].strip().strip('"').strip()
+    if not field[:1].isdigit():
+        return None
+    return field.lstrip("0123456789.").strip()
+
+
+TORN = "the last line is cut off; skipped"
+TORN_BEFORE_RESTART = "the last line before a restart is cut off; skipped"
 
 
 class Totals(Sequence[float]):
@@ -269,10 +297,14 @@ def read_trace(
     columns: Sequence[str] | None = None,
     notice: Callable[[str], None] | None = None,
     vad: VadSettings | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Trace:
-    """`vad`: the VAD settings the recording's daemon ran with, for a recording whose
+    """`notice` hears what the reader chose (which GPU); `warn` (default: the log) hears a
+    torn line skipped: a recording's last line, or a run's before a restart, cut off by a
+    crash. `vad`: the VAD settings the recording's daemon ran with, for a recording whose
     samples do not say when speech was in flight (its utterances are held by their rule)."""
     path = Path(path)
+    warn = warn or log.warning
     detected = sniff(path)
     kind = detected if fmt == "auto" else fmt
     if kind == "nvidia-smi":
@@ -281,9 +313,9 @@ def read_trace(
         raise TraceError(path, None, f"--total-mib must be > 0, got {total_mib:g}")
     try:
         if kind == "jsonl":
-            trace = _read_jsonl(path, gpu, total_mib, notice, vad)
+            trace = _read_jsonl(path, gpu, total_mib, warn, vad)
         else:
-            trace = _read_csv(path, gpu, total_mib, columns, notice)
+            trace = _read_csv(path, gpu, total_mib, columns, warn)
     except csv.Error as error:
         raise TraceError(path, None, f"not CSV: {error}") from None
     except UnicodeDecodeError:
@@ -310,10 +342,10 @@ def _read_csv(
     gpu: str | None,
     total_override: float | None,
     columns: Sequence[str] | None,
-    notice: Callable[[str], None] | None = None,
+    warn: Callable[[str], None],
 ) -> Trace:
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        lines = _Lines(path, handle)
+        lines = _Lines(path, handle, units=True)
         reader = csv.reader(lines, skipinitialspace=True)
         rows: Iterator[list[str]] = reader
         header: list[str] | None = None
@@ -337,7 +369,7 @@ def _read_csv(
                 )
             header = first
         try:
-            return _csv_rows(path, reader, rows, names, header, gpu, total_override, lines, notice)
+            return _csv_rows(path, reader, rows, names, header, gpu, total_override, lines, warn)
         except csv.Error as error:
             raise TraceError(path, reader.line_num or None, f"not CSV: {error}") from None
 
@@ -367,7 +399,7 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     gpu: str | None,
     total_override: float | None,
     lines: _Lines,
-    notice: Callable[[str], None] | None,
+    warn: Callable[[str], None],
 ) -> Trace:
     def col(name: str) -> int | None:
         return names.index(name) if name in names else None
@@ -501,8 +533,9 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     except TraceError as error:
         if not lines.at_cut_end(error.line):
             raise
-        if notice is not None:
-            notice(f"{path}:{error.line}: the last line is cut off; dropped")
+        warn(f"{path}:{error.line}: {TORN}")
+    if lines.torn is not None:
+        warn(f"{path}:{lines.torn}: {TORN}")
     return _finish(path, "nvidia-smi", times, used, total, None, gpu, chosen, gpus, ())
 
 
@@ -550,7 +583,7 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     path: Path,
     gpu: str | None,
     total_override: float | None,
-    notice: Callable[[str], None] | None = None,
+    warn: Callable[[str], None],
     vad: VadSettings | None = None,
 ) -> Trace:
     times, used, total = _columns()
@@ -562,18 +595,7 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     offset = 0.0
     busy = _BusyRuns(vad or VadSettings())
     with path.open("r", encoding="utf-8-sig") as handle:
-        lines = _Lines(path, handle)
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = _json_line(path, number, line)
-            except TraceError:
-                if not lines.at_cut_end(number):
-                    raise
-                if notice is not None:
-                    notice(f"{path}:{number}: the last line is cut off; dropped")
-                break
+        for number, record in _records(path, _Lines(path, handle), warn):
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
@@ -642,6 +664,59 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
         tuple(models.items()),
         busy.spans,
     )
+
+
+def _records(path: Path, lines: _Lines, warn: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
+    """The file's JSON values with their line numbers. A line that is not JSON is an error,
+    except the torn last line of a recording (cut off at the end of the file) or of a daemon
+    run before its restart (followed by the restart's `start` line, or glued to it by an
+    older recorder): skipped with a warning naming it."""
+    pending: TraceError | None = None  # a bad line: forgiven only if a restart follows it
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = _json_line(path, number, line)
+        except TraceError as error:
+            if pending is not None:
+                raise pending from None
+            if lines.at_cut_end(number):
+                warn(f"{path}:{number}: {TORN}")
+                return
+            record = _glued_start(line)
+            if record is None:
+                pending = error
+                continue
+            warn(f"{path}:{number}: {TORN_BEFORE_RESTART}")
+        else:
+            if pending is not None:
+                if not _is_start(record):
+                    raise pending from None
+                warn(f"{path}:{pending.line}: {TORN_BEFORE_RESTART}")
+                pending = None
+        yield number, record
+    if pending is not None:
+        raise pending from None
+
+
+def _is_start(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("type") == "start"
+
+
+def _glued_start(line: str) -> dict[str, Any] | None:
+    """The `start` line of a restart appended to the torn end of a line, or None."""
+    end = len(line)
+    for _ in range(8):
+        at = line.rfind("{", 0, end)
+        if at <= 0:
+            return None
+        try:
+            record = json.loads(line[at:])
+        except (ValueError, RecursionError):
+            end = at
+            continue
+        return record if _is_start(record) else None
+    return None
 
 
 def _json_line(path: Path, number: int, line: str) -> Any:

@@ -256,6 +256,7 @@ def _replay(
         options.columns,
         notice=lambda text: print(f"swictation replay: note: {text}", file=err),
         vad=used.vad,
+        warn=lambda text: print(f"swictation replay: warning: {text}", file=err),
     )
     if not models and trace.models:
         models = [ModelSpec(name, size) for name, size in trace.models]
