@@ -2,7 +2,7 @@
 
 What it promises (docs/daemon.md, "The control socket"): a whole request within 2 s; at most
 16 clients at once (the others are told `busy`); one thread for every idle client together (a
-selector loop) and one for the handler; a backlog of 128; accept errors logged and survived;
+selector loop) and one for the handler; a backlog of 128; accept errors reported and survived;
 nesting limited; one daemon per socket (an exclusive flock beside it, held for the daemon's
 life); a private directory; and a client that retries a full backlog and trusts only a server
 of its own uid.
@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from swictation.ports import FailureReport
+
 log = logging.getLogger("swictation.control")
 
 MAX_REQUEST = 4096
@@ -38,10 +40,10 @@ MAX_CLIENTS = 16
 BACKLOG = 128
 CLIENT_TIMEOUT_S = 5.0
 ACCEPT_PAUSE_S = 0.1  # after an accept error that the spare descriptor could not absorb
-RESTART_PAUSE_S = 0.05  # after the loop failed (times the failures in a row)
-MAX_RESTARTS = 20  # in a row, with no request served between: the control thread is failed
+FAILURE_PAUSE_S = 0.05  # after a turn of the loop failed: a failure that repeats must not spin
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Spawn = Callable[[Callable[[], None]], None]
 
 
 class ControlError(RuntimeError):
@@ -251,10 +253,28 @@ class _Client:
         self.outbox = b""
 
 
+class _LogFailures(FailureReport):
+    """For a server nobody supervises: each failure it survives is logged."""
+
+    def failed(self, where: str, error: BaseException) -> None:
+        log.error("control: %s failed (%s); going on", where, error, exc_info=True)
+
+    def succeeded(self, where: str) -> None:
+        return None
+
+
+def _thread(loop: Callable[[], None]) -> None:
+    threading.Thread(target=loop, name="swictation-control", daemon=True).start()
+
+
 class ControlServer:
-    """Serves `handler` (a dict in, a dict out) on a Unix socket from one selector thread;
+    """Serves `handler` (a dict in, a dict out) on a Unix socket from one selector loop;
     handlers run one at a time on one worker thread, so a slow handler never stalls the
-    socket."""
+    socket.
+
+    Whoever runs it supervises it: `spawn(loop)` starts the loop on a thread of its choosing
+    (the daemon's workers restart a loop that ends), and `report` hears of every failure the
+    socket survives (an accept, one turn of the loop, a handler) and of each success after."""
 
     def __init__(
         self,
@@ -264,8 +284,9 @@ class ControlServer:
         lock: SocketLock | None = None,
         timeout_s: float = TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
-        max_restarts: int = MAX_RESTARTS,
-        restart_pause_s: float = RESTART_PAUSE_S,
+        report: FailureReport | None = None,
+        spawn: Spawn = _thread,
+        failure_pause_s: float = FAILURE_PAUSE_S,
     ) -> None:
         self.path = Path(path)
         self._handler = handler
@@ -274,8 +295,9 @@ class ControlServer:
         self._owns_lock = False  # a lock handed in is released by whoever took it
         self._timeout_s = timeout_s
         self._max_clients = max_clients
-        self._max_restarts = max_restarts
-        self._restart_pause_s = restart_pause_s
+        self._report = report or _LogFailures()
+        self._spawn = spawn
+        self._failure_pause_s = failure_pause_s
         self._sock: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
@@ -283,19 +305,10 @@ class ControlServer:
         self._spare_fd: int | None = None
         self._clients: dict[socket.socket, _Client] = {}
         self._replies: queue.SimpleQueue[tuple[_Client, bytes]] = queue.SimpleQueue()
-        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
-        self._thread: threading.Thread | None = None
+        self._handlers: concurrent.futures.ThreadPoolExecutor | None = None
         self._stop = threading.Event()
+        self._in_loop = threading.Lock()  # held while the loop runs: `stop` waits for it
         self._paused_until: float | None = None
-        self._accept_failures = 0
-        self._served = 0  # replies sent: a restart that serves again is a recovery
-        # Its health, as the daemon's other workers show theirs in `status`.
-        self._health_lock = threading.Lock()
-        self.errors = 0
-        self.restarts = 0
-        self.last_error: str | None = None
-        self._failed = False
-        self._said: set[str] = set()
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -330,133 +343,78 @@ class ControlServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ, "listener")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._workers = concurrent.futures.ThreadPoolExecutor(
+        self._handlers = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="swictation-control-handler"
         )
-        self._thread = threading.Thread(
-            target=self._supervise, name="swictation-control", daemon=True
-        )
-        self._thread.start()
-
-    # -- health --------------------------------------------------------------------------------
-
-    @property
-    def alive(self) -> bool:
-        """Serving (or stopped on purpose): the daemon feeds its watchdog only while so."""
-        if self._stop.is_set():
-            return True
-        thread = self._thread
-        return thread is not None and thread.is_alive() and not self._failed
-
-    def health(self) -> dict[str, object]:
-        """The same shape as the daemon's workers: state, errors, restarts, last error."""
-        if self._failed:
-            state = "failed"
-        elif self._stop.is_set():
-            state = "done"
-        elif self._thread is not None and self._thread.is_alive():
-            state = "running"
-        else:
-            state = "starting" if self._thread is None else "failed"
-        with self._health_lock:
-            return {
-                "state": state,
-                "errors": self.errors,
-                "restarts": self.restarts,
-                "last_error": self.last_error,
-            }
-
-    def _count(self, error: BaseException | str, where: str) -> bool:
-        """Counts a failure the socket survived; True the first time this kind is seen (the
-        log says each kind once, not once per client)."""
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        with self._health_lock:
-            self.errors += 1
-            self.last_error = f"{where}: {text}"
-            kind = f"{where}:{text if isinstance(error, str) else type(error).__name__}"
-            first = kind not in self._said
-            self._said.add(kind)
-        return first
+        self._spawn(self.serve)
 
     def stop(self) -> None:
-        """Stops serving, removes the socket, then releases the lock if it took it; safe to
-        call twice."""
+        """Stops serving (the loop returns), removes the socket, then releases the lock if it
+        took it; safe to call twice."""
         self._stop.set()
         self._wake()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-        if self._workers is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
-            self._workers = None
-        for client in list(self._clients.values()):
-            self._close(client)
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
-        for sock in (self._wake_r, self._wake_w):
-            if sock is not None:
-                sock.close()
-        self._wake_r = self._wake_w = None
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        # Torn down once the loop has returned; a loop restarted meanwhile finds it stopped.
+        held = self._in_loop.acquire(timeout=5)
+        try:
+            if self._handlers is not None:
+                self._handlers.shutdown(wait=False, cancel_futures=True)
+                self._handlers = None
+            for client in list(self._clients.values()):
+                self._close(client)
+            if self._selector is not None:
+                self._selector.close()
+                self._selector = None
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
+            if self._spare_fd is not None:
+                os.close(self._spare_fd)
+                self._spare_fd = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            if held:
+                self._in_loop.release()
         if self._lock is not None and self._owns_lock:
             self._lock.release()
             self._lock = None
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _supervise(self) -> None:
-        """The control thread: the loop, restarted in place when anything escapes it (up to
-        MAX_RESTARTS in a row without a request served in between)."""
-        in_a_row = 0
-        while not self._stop.is_set():
-            served = self._served
-            try:
-                self._serve()
-                return
-            except BaseException as error:
-                first = self._count(error, "loop")
-                in_a_row = 1 if self._served != served else in_a_row + 1
-                if in_a_row > self._max_restarts:
-                    self._failed = True
-                    log.error("control: the socket loop failed %d times; giving up", in_a_row)
-                    return
-                with self._health_lock:
-                    self.restarts += 1
-                if first:
-                    log.error("control: the socket loop ended (%s); restarted", error,
-                              exc_info=True)  # fmt: skip
-                if self._stop.wait(self._restart_pause_s * in_a_row):
-                    return
+    def serve(self) -> None:
+        """The loop, until `stop`: what fails in one turn is reported and the loop goes on;
+        anything that escapes it (not an Exception) ends it, for its supervisor to restart:
+        the clients and the listener stay as they were."""
+        with self._in_loop:
+            while not self._stop.is_set():
+                try:
+                    self._turn()
+                except Exception as error:  # the socket outlives any bug in one client's handling
+                    self._report.failed("loop", error)
+                    self._stop.wait(self._failure_pause_s)
+                else:
+                    self._report.succeeded("loop")
+            if self._selector is not None:
+                self._deliver_replies()  # a last reply (e.g. to `quit`) still goes out
 
-    def _serve(self) -> None:
+    def _turn(self) -> None:
         assert self._selector is not None
-        while not self._stop.is_set():
-            try:
-                events = self._selector.select(self._next_timeout())
-                for key, mask in events:
-                    if key.data == "listener":
-                        self._accept()
-                    elif key.data == "wake":
-                        self._drain_wake()
-                    elif mask & selectors.EVENT_READ:
-                        self._read(key.data)
-                    else:
-                        self._write(key.data)
-                self._deliver_replies()
-                self._expire()
-            except Exception as error:  # the socket outlives any bug in one client's handling
-                if self._count(error, "loop"):
-                    log.exception("control: the socket loop failed; going on")
-                self._stop.wait(self._restart_pause_s)  # a failure that repeats must not spin
-        self._deliver_replies()  # a last reply (e.g. to `quit`) still goes out
+        events = self._selector.select(self._next_timeout())
+        for key, mask in events:
+            if key.data == "listener":
+                self._accept()
+            elif key.data == "wake":
+                self._drain_wake()
+            elif mask & selectors.EVENT_READ:
+                self._read(key.data)
+            else:
+                self._write(key.data)
+        self._deliver_replies()
+        self._expire()
 
     def _next_timeout(self) -> float | None:
         deadlines = [c.deadline for c in self._clients.values() if c.deadline is not None]
@@ -490,18 +448,13 @@ class ControlServer:
             except ConnectionAbortedError:
                 continue
             except OSError as error:
+                self._report.failed("accept", error)
                 self._accept_failed(error)
                 return
-            if self._accept_failures:
-                log.info("control: accept works again after %d failures", self._accept_failures)
-                self._accept_failures = 0
+            self._report.succeeded("accept")
             self._admit(conn)
 
     def _accept_failed(self, error: OSError) -> None:
-        self._accept_failures += 1
-        self._count(error, "accept")
-        if self._accept_failures == 1:
-            log.warning("control: accept failed (%s); the socket stays up", error)
         if error.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd is not None:
             # Give the spare descriptor back for one accept, so the client hears why instead
             # of the listener staying readable (and the loop spinning) until one frees up.
@@ -566,11 +519,11 @@ class ControlServer:
                 self._handle(client, request)
 
     def _handle(self, client: _Client, request: dict[str, Any]) -> None:
-        assert self._selector is not None and self._workers is not None
+        assert self._selector is not None and self._handlers is not None
         self._selector.unregister(client.conn)
         client.deadline = None  # the request is in: the handler has no deadline of ours
         try:
-            self._workers.submit(self._run_handler, client, request)
+            self._handlers.submit(self._run_handler, client, request)
         except RuntimeError:  # shutting down
             self._close(client)
 
@@ -578,9 +531,10 @@ class ControlServer:
         try:
             reply = _encode(self._handler(request))
         except Exception as error:  # a bug in a handler must not take the daemon down
-            if self._count(error, "handler"):
-                log.exception("control handler failed")
+            self._report.failed("handler", error)
             reply = _error(f"internal error: {error}")
+        else:
+            self._report.succeeded("handler")
         self._replies.put((client, reply))
         self._wake()
 
@@ -613,7 +567,6 @@ class ControlServer:
             return
         client.outbox = client.outbox[sent:]
         if not client.outbox:
-            self._served += 1
             self._close(client)  # one request, one reply
 
     def _close(self, client: _Client) -> None:

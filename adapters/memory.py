@@ -239,8 +239,7 @@ class ResidentModelsProbe(GpuProbe):
     @property
     def origin(self) -> float | None:
         """The replayed trace's start on the clock, where the inner probe has one."""
-        origin = getattr(self._inner, "origin", None)
-        return float(origin) if origin is not None else None
+        return self._inner.origin
 
     def describe(self) -> str:
         released = ""

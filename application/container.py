@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ from swictation.adapters.clock import SystemClock
 from swictation.adapters.control_socket import (
     ControlError,
     ControlServer,
+    Handler,
     SocketLock,
     default_socket_path,
 )
@@ -63,9 +65,9 @@ from swictation.application.config import (
 )
 from swictation.application.entrypoints.presenters import status_line
 from swictation.application.services.cooperation import TenantBroker, TenantSpec
-from swictation.application.services.daemon import Daemon
+from swictation.application.services.daemon import Daemon, DaemonParts
 from swictation.application.services.guard import GuardService
-from swictation.application.services.handover import GapStop, Handover
+from swictation.application.services.handover import GapStop, Handover, Reexecution
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.recovery import RecoveringRunner
 from swictation.application.services.simulation import (
@@ -306,9 +308,27 @@ def _socket_lock(socket: str | None, inherited_fd: int | None = None) -> Iterato
         lock.release()
 
 
-def _control_server(socket: str | None, daemon: Any, lock: SocketLock) -> Iterator[ControlServer]:
-    server = ControlServer(socket or str(default_socket_path()), daemon.handle, lock=lock)
-    daemon.control = server  # its health is shown with the daemon's workers
+CONTROL = "control"  # the control socket's name among the daemon's workers
+
+
+def supervised_control(
+    path: str | Path, handler: Handler, workers: Workers, **options: Any
+) -> ControlServer:
+    """The control server as one of the daemon's workers: its loop runs on a worker thread
+    (restarted when it ends; failed, not fatal, when it cannot be), and what it survives is
+    counted in that worker's health, which `status` shows."""
+
+    def spawn(loop: Callable[[], None]) -> None:
+        workers.spawn(CONTROL, loop, fatal=False)
+
+    return ControlServer(path, handler, report=workers.reporter(CONTROL), spawn=spawn, **options)
+
+
+def _control_server(
+    socket: str | None, daemon: Daemon, lock: SocketLock, workers: Workers
+) -> Iterator[ControlServer]:
+    path = socket or str(default_socket_path())
+    server = supervised_control(path, daemon.handle, workers, lock=lock)
     server.start()
     try:
         yield server
@@ -387,24 +407,6 @@ def simulated_tenants(
 
 def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
     return lambda: pipeline.busy
-
-
-@attrs.frozen
-class DaemonParts:
-    """What the daemon runs, built by the container."""
-
-    pipeline: DictationPipeline
-    guard: GuardService
-    events: EventSink
-    stop: StopSignal
-    watchdog_s: float | None = None
-    present: Callable[[str, Mapping[str, Any]], str] = status_line
-    gap: GapStop | None = None  # the capture that ends at a gap in speech, to re-execute
-    start_time: float = 0.0  # the flight recorder's t = 0
-    listening: bool = True  # False: toggled off before this process's re-execution
-
-    def notify(self, state: str) -> None:
-        notify(state)
 
 
 class Container(containers.DeclarativeContainer):
@@ -502,7 +504,8 @@ class Container(containers.DeclarativeContainer):
     )
     recovery = providers.Singleton(RecoveryTracker, tuning)
     # The daemon's supervised threads (the pipeline's, the co-tenant refresher), one health.
-    workers = providers.Singleton(Workers)
+    # One that cannot be restarted stops the daemon in order, with its own exit status.
+    workers = providers.Singleton(Workers, on_fatal=stop.provided.fail)
     tenant_broker = providers.Resource(
         _tenant_broker, config.tenants, events, clock, probe, tuning, workers
     )
@@ -573,6 +576,24 @@ class Container(containers.DeclarativeContainer):
         cpu=providers.Singleton(GpuModeMachine, config.guard.gpu_return_s, tenure),
         exit=providers.Object(None),
     )
+    # The daemon's re-execution (SIGHUP, the GPU given up or taken back), which the guard's
+    # GPU-mode decisions go to; record and replay never re-execute (nor open a microphone).
+    reexec = providers.Singleton(
+        Reexecution,
+        gap=gap,
+        stop=stop,
+        events=events,
+        policy=policy,
+        probe=probe,
+        listening=pipeline.provided.enabled,
+        start_time=start_time,
+    )
+    on_mode_change = providers.Selector(
+        config.run.mode,
+        daemon=reexec.provided.change_mode,
+        record=providers.Object(None),
+        replay=providers.Object(None),
+    )
     guard = providers.Singleton(
         GuardService,
         probe=probe,
@@ -588,6 +609,7 @@ class Container(containers.DeclarativeContainer):
         tenants=tenants,
         gpu_mode=gpu_mode,
         context_mib=config.guard.cuda_context_mib,
+        on_mode_change=on_mode_change,
     )
 
     daemon = providers.Singleton(
@@ -595,15 +617,17 @@ class Container(containers.DeclarativeContainer):
         settings,
         providers.Singleton(
             DaemonParts,
-            pipeline,
-            guard,
-            events,
-            stop,
-            providers.Callable(watchdog_interval_s),
-            status_line,
-            gap,
-            start_time,
-            config.run.listening,
+            pipeline=pipeline,
+            guard=guard,
+            events=events,
+            stop=stop,
+            gap=gap,
+            reexec=reexec,
+            watchdog_s=providers.Callable(watchdog_interval_s),
+            present=providers.Object(status_line),
+            notify=providers.Object(notify),
+            start_time=start_time,
+            listening=config.run.listening,
         ),
     )
     # One daemon per socket: the lock is taken before any model loads and held to the end.
@@ -611,7 +635,9 @@ class Container(containers.DeclarativeContainer):
     control_lock = providers.Selector(
         config.run.control, on=socket_lock, off=providers.Object(None)
     )
-    control_server = providers.Resource(_control_server, config.control.socket, daemon, socket_lock)
+    control_server = providers.Resource(
+        _control_server, config.control.socket, daemon, socket_lock, workers
+    )
     control = providers.Selector(config.run.control, on=control_server, off=providers.Object(None))
 
     simulation = providers.Singleton(

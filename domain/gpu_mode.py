@@ -96,7 +96,6 @@ class GpuModeMachine:
             raise ValueError(f"a process starts on the GPU or on the CPU, not {tenure.mode}")
         self.tenure = tenure
         self._return_after_s = return_after_s
-        self._mode: GpuMode = tenure.mode
         self.room_since: float | None = None
         self.change: ModeChange | None = None
         conditions: dict[str, list[Callable[[EventData], bool]]] = {
@@ -108,17 +107,18 @@ class GpuModeMachine:
             "room_lost": [self._on_room_lost],
         }
         self._machine = table_machine(
-            self, GpuMode, TRANSITIONS, self._mode, self._entered, conditions, before
+            self, GpuMode, TRANSITIONS, tenure.mode, None, conditions, before
         )
 
     @property
     def mode(self) -> GpuMode:
-        return self._mode
+        """The machine's own state, as a GpuMode: the one record of the mode."""
+        return GpuMode(self.state)
 
     @property
     def on_gpu(self) -> bool:
         """Whether this process holds (or may hold) the GPU: models and a CUDA context."""
-        return self._mode in (GpuMode.ON_GPU, GpuMode.RELEASING)
+        return self.mode in (GpuMode.ON_GPU, GpuMode.RELEASING)
 
     def return_wait_s(self) -> float:
         """How long the card must have room before the return: `return_after_s`, doubled for
@@ -133,7 +133,7 @@ class GpuModeMachine:
         it is newly taken (on the CPU already, or leaving, nothing changes)."""
         before = self.mode
         self.trigger("leave", t=t, reason=reason)
-        return self.change if self._current() is not before else None
+        return self.change if self.mode is not before else None
 
     def watch(self, room: bool, t: float) -> ModeChange | None:
         """On the CPU, whether the card has room for our models now; held for the return
@@ -148,16 +148,10 @@ class GpuModeMachine:
                 self.trigger("room_held", t=t)
         elif before is GpuMode.RETURNING and not room:
             self.trigger("room_lost", t=t)
-        after = self._current()
+        after = self.mode
         return self.change if after is not before and after is GpuMode.RETURNING else None
 
     # -- conditions and callbacks -------------------------------------------------------------
-
-    def _current(self) -> GpuMode:
-        return self._mode  # read anew after a trigger (a call is not narrowed like a field)
-
-    def _entered(self, _event: EventData) -> None:
-        self._mode = GpuMode(self.state)
 
     def _room_held_long_enough(self, event: EventData) -> bool:
         t: float = event.kwargs["t"]

@@ -13,7 +13,10 @@ from swictation.domain.model import (
     Placement,
     ProbeUnavailable,
     Thresholds,
+    Tuning,
 )
+from swictation.domain.policy import Policy
+from swictation.domain.residency import Residency
 
 LEGACY_THRESHOLDS = Thresholds(
     warning=0.80,
@@ -31,7 +34,7 @@ LEGACY_THRESHOLDS = Thresholds(
 LEGACY_RESTORE_AT = 0.60
 
 
-class LegacyPolicy:
+class LegacyPolicy(Policy):
     """80/90/95 %, acts only when the level changes, restores at <= 60 % on return to
     NORMAL (and never again if that moment is missed), no hysteresis, a fixed 2 s poll."""
 
@@ -39,6 +42,7 @@ class LegacyPolicy:
 
     def __init__(self, thresholds: Thresholds = LEGACY_THRESHOLDS) -> None:
         self.thresholds = thresholds
+        self.tuning = Tuning()  # it tunes nothing: no working memory is counted
         self._machine = PressureMachine(LEGACY_TABLE)
         self._offloaded: set[str] = set()
         self._check_after_offload = False
@@ -46,6 +50,9 @@ class LegacyPolicy:
     @property
     def level(self) -> Level:
         return self._machine.level
+
+    def residency_of(self, name: str) -> Residency | None:
+        return None  # no residency machines: a model is where its last action put it
 
     @property
     def quiet_after_s(self) -> float:

@@ -33,9 +33,13 @@ _EXHAUSTIVE_UP_TO = 10
 
 
 class Policy(Protocol):
-    """What the guard service and the replay drive: observations in, decisions out."""
+    """What the guard service and the replay drive: observations in, decisions out; its
+    thresholds (the guard's fallback poll, the room a return to the GPU needs) and tuning
+    (each model's working memory) are part of it."""
 
     name: str
+    thresholds: Thresholds
+    tuning: Tuning
 
     @property
     def level(self) -> Level: ...
@@ -47,6 +51,10 @@ class Policy(Protocol):
         ...
 
     def observe(self, observation: Observation) -> Decision: ...
+
+    def residency_of(self, name: str) -> Residency | None:
+        """Where the policy keeps model `name` (None: it keeps no residency machines)."""
+        ...
 
 
 def plan_offload(
@@ -78,7 +86,7 @@ def plan_offload(
     return best
 
 
-class GuardPolicy:
+class GuardPolicy(Policy):
     """The guard as it should be: device-wide, hysteretic, persistent and predictive."""
 
     name = "default"

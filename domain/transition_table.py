@@ -22,12 +22,13 @@ def table_machine(
     states: type[enum.Enum],
     rows: Sequence[Row],
     initial: enum.Enum,
-    entered: Callable[[EventData], None],
+    entered: Callable[[EventData], None] | None,
     conditions: Mapping[str, Sequence[Callable[[EventData], bool]]] | None = None,
     before: Mapping[str, Sequence[Callable[[EventData], None]]] | None = None,
 ) -> Machine:
     """The machine for `model` (a plain class: transitions sets `state` and `trigger` on it);
-    `entered` is called after every change of state, with the event (`send_event`)."""
+    `entered`, where given, is called after every change of state, with the event
+    (`send_event`)."""
     conditions = conditions or {}
     before = before or {}
     transitions: list[dict[str, Any]] = [
@@ -48,5 +49,5 @@ def table_machine(
         initial=initial.value,
         auto_transitions=False,
         send_event=True,
-        after_state_change=[entered],
+        after_state_change=[] if entered is None else [entered],
     )

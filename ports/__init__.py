@@ -53,6 +53,12 @@ class GpuProbe(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def origin(self) -> float | None:
+        """When the replayed trace this probe reads began, on its clock (a re-executed
+        daemon's trace goes on from there); None for a live card or none."""
+        return None
+
 
 @runtime_checkable
 class ModelHost(Protocol):
@@ -130,3 +136,14 @@ class TraceWriter(Protocol):
     def write(self, sample: MemorySample, t: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FailureReport(Protocol):
+    """Where a worker that survives its own failures says so (`where`: which part of it
+    failed), and says that part works again; called from the `except` block, so that a
+    traceback can be logged."""
+
+    def failed(self, where: str, error: BaseException) -> None: ...
+
+    def succeeded(self, where: str) -> None: ...

@@ -7,16 +7,20 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import attrs
 
 from swictation.application.config import DaemonSettings
 from swictation.application.services.guard import GuardService
-from swictation.application.services.handover import GapStop, Handover, wall_clock
+from swictation.application.services.handover import GapStop, Handover, Reexecution, wall_clock
 from swictation.application.services.pipeline import DictationPipeline
 from swictation.application.services.stop import StopSignal
 from swictation.application.services.workers import Workers
-from swictation.domain.gpu_mode import GpuMode, ModeChange, Tenure
+from swictation.domain.gpu_mode import GpuMode, Tenure
 from swictation.domain.model import Event
+from swictation.ports import EventSink
 
 log = logging.getLogger("swictation")
 
@@ -27,36 +31,50 @@ EXIT_MEMORY_SHUTDOWN = 3  # SHUTDOWN with guard.on_shutdown = "exit": the card s
 EXIT_WORKER_FAILED = 4  # a worker failed and could not be restarted (the queue was spooled)
 
 
+@attrs.frozen(kw_only=True)
+class DaemonParts:
+    """What the daemon runs, built by the container: every part declared, none defaulted."""
+
+    pipeline: DictationPipeline
+    guard: GuardService
+    events: EventSink
+    stop: StopSignal  # shared with the guard (a memory SHUTDOWN) and the workers (a failure)
+    gap: GapStop  # the capture that ends at a gap in speech, to re-execute
+    reexec: Reexecution  # whether (and as what) the process re-executes itself once stopped
+    watchdog_s: float | None  # systemd's watchdog period (None: no watchdog)
+    present: Callable[[str, Mapping[str, Any]], str]  # the status formatter
+    notify: Callable[[str], None]  # systemd's sd_notify
+    start_time: float  # the flight recorder's t = 0
+    listening: bool  # False: toggled off before this process's re-execution
+
+
 class Daemon:
     """Owns the running parts and stops them in order, once."""
 
-    def __init__(self, settings: DaemonSettings, parts: Any) -> None:
+    def __init__(self, settings: DaemonSettings, parts: DaemonParts) -> None:
         self.settings = settings
         self.parts = parts
         self.pipeline: DictationPipeline = parts.pipeline
         self.guard: GuardService = parts.guard
         self.workers: Workers = self.pipeline.workers
-        self.workers.on_fatal = self._worker_failed
-        self._failure: str | None = None
-        # Shared with the guard, which asks for a memory SHUTDOWN through it.
+        # Shared with the guard (a memory SHUTDOWN) and the workers (one that failed for good).
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
-        # What the next process is handed when this one re-executes itself (a SIGHUP, the
-        # GPU given up or taken back); None: no re-execution.
-        self.reexec: Handover | None = None
-        self.gap: GapStop | None = getattr(parts, "gap", None)
-        if self.gap is not None:
-            self.gap.bind(lambda: self.pipeline.in_speech)
-        self.guard.on_mode_change = self.change_mode
-        if not getattr(parts, "listening", True):
+        parts.gap.bind(lambda: self.pipeline.in_speech)
+        if not parts.listening:
             self.pipeline.enabled.clear()  # toggled off before a re-execution: still off
             log.warning("not listening (toggled off before the re-execution)")
         self._began = time.monotonic()
         self._fed = True
         self.watch_ticks = 0
         self._said_unknown: str | None = None
-        self.control: Any = None  # the control server, where there is one (its health shows)
+
+    @property
+    def reexec(self) -> Handover | None:
+        """What the next process is handed when this one re-executes itself (a SIGHUP, the
+        GPU given up or taken back); None: no re-execution."""
+        return self.parts.reexec.handover
 
     @property
     def restart_requested(self) -> bool:
@@ -94,7 +112,8 @@ class Daemon:
         return {"ok": False, "error": f"unknown command {command!r} (known: {known})"}
 
     def health(self) -> dict[str, dict[str, object]]:
-        """Each worker's state and error counts, the guard's and the control socket's too."""
+        """Each worker's state and error counts (the control socket's among them), and the
+        guard's and the flight recorder's."""
         workers = self.workers.snapshot()
         guard_state = "running" if self.guard.running else "stopped"
         workers["guard"] = {
@@ -110,15 +129,11 @@ class Daemon:
             "restarts": 0,
             "last_error": getattr(self.parts.events, "last_error", None),
         }
-        if self.control is not None:
-            workers["control"] = self.control.health()
         return workers
 
     def all_alive(self) -> bool:
         """The watchdog is fed only while this holds."""
         if not self.workers.all_alive():
-            return False
-        if self.control is not None and not self.control.alive:
             return False
         return self._stopping.is_set() or self.guard.running
 
@@ -205,8 +220,7 @@ class Daemon:
 
     def _memory_unknown(self) -> str | None:
         """Why the guard cannot see the GPU, when it cannot."""
-        reason = getattr(self.guard, "unavailable_reason", None)
-        return reason if isinstance(reason, str) else None
+        return self.guard.unavailable_reason
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -219,12 +233,10 @@ class Daemon:
     def _shutdown_reason(self) -> str | None:
         return self._stopping.shutdown_reason
 
-    def _worker_failed(self, reason: str) -> None:
-        """A worker that cannot be restarted: an orderly stop (the queue is spooled) and a
-        non-zero exit status, so that a supervisor restarts the daemon."""
-        self._failure = reason
-        log.critical("%s; stopping", reason)
-        self.stop(reason)
+    @property
+    def _failure(self) -> str | None:
+        """Why a worker that could not be restarted stopped the daemon (see StopSignal.fail)."""
+        return self._stopping.failure_reason
 
     def stop(self, why: str) -> None:
         self._stopping.request(why)
@@ -239,7 +251,7 @@ class Daemon:
             if not self.settings.audio_file:
                 # A change of GPU mode already decided is carried out by this restart too.
                 pending = self.guard.gpu_mode.change if self.guard.gpu_mode else None
-                self.reexec = self._handover(self.tenure if pending is None else pending.tenure)
+                self.parts.reexec.request(self.tenure if pending is None else pending.tenure)
             self._signalled = "SIGHUP"
             self.stop(
                 "SIGHUP received: restarting to reload the configuration"
@@ -250,51 +262,6 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handler)
         signal.signal(signal.SIGHUP, reload)
-
-    # -- giving up the GPU, taking it back --------------------------------------------------
-
-    def change_mode(self, change: ModeChange | None) -> None:
-        """The guard's GPU-mode decision (None: a return called off). Carried out at the next
-        gap in speech: capture ends there, the queue drains, and the daemon re-executes."""
-        gap = self.gap
-        if gap is None:
-            log.error("cannot re-execute here (no gap-aware capture); staying as it is")
-            return
-        if change is None:
-            gap.disarm()
-            return
-        gap.arm(lambda: self._reexec_at_gap(change))
-
-    def _reexec_at_gap(self, change: ModeChange) -> None:
-        """On the capture thread, at the gap: the handover, and the stop."""
-        tenure = change.tenure
-        self.reexec = self._handover(tenure)
-        where = "on the CPU" if change.to_cpu else "on the GPU"
-        kind = "gpu_released" if change.to_cpu else "gpu_returned"
-        position = self.reexec.audio_offset
-        self.parts.events.emit(
-            Event(
-                time.monotonic() - self._events_origin,
-                kind,
-                self.guard.level.name,
-                detail={"reason": tenure.reason, "audio_offset": position},
-            )
-        )
-        self.stop(f"re-executing {where}: {tenure.reason}")
-
-    @property
-    def _events_origin(self) -> float:
-        return float(getattr(self.parts, "start_time", None) or self._began)
-
-    def _handover(self, tenure: Tenure) -> Handover:
-        heard = None if self.gap is None else self.gap.position
-        origin = getattr(self.guard.probe, "origin", None)
-        return Handover(
-            tenure,
-            trace_origin=None if origin is None else float(origin),
-            audio_offset=heard or 0,
-            listening=self.pipeline.enabled.is_set(),
-        )
 
     def run(self) -> int:
         parts = self.parts
@@ -380,7 +347,7 @@ class Daemon:
                 stats.undelivered,
                 where,
             )
-        lost = getattr(self.pipeline.spool, "lost_s", 0.0)
+        lost = self.pipeline.spool.lost_s
         if lost:
             log.error("final report: %.1f s of audio lost (it could be spooled nowhere)", lost)
         if self._shutdown_reason is not None:
@@ -397,7 +364,7 @@ class Daemon:
             log.warning("re-executing on the %s: %s", where, reexec.tenure.reason)
         self.parts.events.emit(
             Event(
-                time.monotonic() - self._events_origin,
+                time.monotonic() - self.parts.start_time,
                 "report",
                 self.guard.level.name,
                 detail={

@@ -15,7 +15,6 @@ from swictation.domain.model import (
     Level,
     MemorySample,
     Observation,
-    Thresholds,
 )
 from swictation.domain.policy import Policy
 from swictation.domain.recovery import RecoveryTracker
@@ -50,6 +49,7 @@ class GuardService:
         tenants: TenantRelay | None = None,
         gpu_mode: GpuModeMachine | None = None,
         context_mib: float = 0.0,
+        on_mode_change: Callable[[ModeChange | None], None] | None = None,
     ) -> None:
         self.probe = probe
         self.host = host
@@ -64,7 +64,7 @@ class GuardService:
         self.on_shutdown = on_shutdown
         self.tenants = tenants
         self.gpu_mode = gpu_mode
-        self.on_mode_change: Callable[[ModeChange | None], None] | None = None
+        self.on_mode_change = on_mode_change
         self._context_mib = context_mib
         self._t = 0.0
         self._executor = ActionExecutor(host, events, self._shutdown, tenants)
@@ -72,9 +72,7 @@ class GuardService:
         self._t0 = clock.now() if start_time is None else start_time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._fallback_interval = float(
-            getattr(getattr(policy, "thresholds", None), "interval_s", 2.0)
-        )
+        self._fallback_interval = policy.thresholds.interval_s
         self.last_sample: MemorySample | None = None
         self.unavailable_reason: str | None = None
         self.ticks = 0
@@ -97,8 +95,7 @@ class GuardService:
         return True
 
     def pinned_to_cpu(self, model: str) -> bool:
-        residency_of = getattr(self.policy, "residency_of", None)
-        state = None if residency_of is None else residency_of(model)
+        state = self.policy.residency_of(model)
         return state is not None and state.value == "PINNED_CPU"
 
     def tick(self) -> Decision:
@@ -166,10 +163,11 @@ class GuardService:
         machine = self.gpu_mode
         if machine is None or machine.on_gpu:
             return
-        thresholds = getattr(self.policy, "thresholds", None) or Thresholds()
-        tuning = getattr(self.policy, "tuning", None)
-        working = dict(tuning.working_mib) if tuning is not None else {}
-        room = room_for_models(reading, self.host.models(), self._context_mib, thresholds, working)
+        policy = self.policy
+        working = dict(policy.tuning.working_mib)
+        room = room_for_models(
+            reading, self.host.models(), self._context_mib, policy.thresholds, working
+        )
         was_returning = machine.mode is GpuMode.RETURNING
         change = machine.watch(room, t)
         if change is not None:

@@ -2,8 +2,8 @@
 GPU, taking it back): the GPU mode to start in, the replayed trace's time origin, how much
 of an audio file was heard, whether dictation was toggled off, and the control-socket
 lock's descriptor; carried in one environment variable. (The flight recorder starts a new
-run at each start, as after any restart; replay lays the runs end to end.) And the stop at
-a gap in speech that comes before a re-execution."""
+run at each start, as after any restart; replay lays the runs end to end.) The stop at a
+gap in speech that comes before a re-execution, and the decision to re-execute."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterator, MutableMapping
 import attrs
 import cattrs
 
-from swictation.domain.gpu_mode import GpuMode, Tenure
-from swictation.ports import AudioBlock, AudioSource, CaptureHealth
+from swictation.application.services.stop import StopSignal
+from swictation.domain.gpu_mode import GpuMode, ModeChange, Tenure
+from swictation.domain.model import Event
+from swictation.domain.policy import Policy
+from swictation.ports import AudioBlock, AudioSource, CaptureHealth, EventSink, GpuProbe
 
 log = logging.getLogger("swictation")
 
@@ -140,3 +143,62 @@ class GapStop(AudioSource):
     def describe(self) -> str:
         describe = getattr(self._source, "describe", None)
         return str(describe()) if describe is not None else type(self._source).__name__
+
+
+class Reexecution:
+    """Whether this process re-executes itself once it has stopped, and what it hands the
+    next: asked for by a SIGHUP (`request`), or by the guard's GPU-mode decisions
+    (`change_mode`, carried out at the next gap in speech: capture ends there, the queue
+    drains, the daemon stops and re-executes)."""
+
+    def __init__(
+        self,
+        gap: GapStop,
+        stop: StopSignal,
+        events: EventSink,
+        policy: Policy,
+        probe: GpuProbe,
+        listening: threading.Event,
+        start_time: float,
+    ) -> None:
+        self._gap = gap
+        self._stop = stop
+        self._events = events
+        self._policy = policy
+        self._probe = probe
+        self._listening = listening
+        self._start_time = start_time  # the flight recorder's t = 0
+        self.handover: Handover | None = None  # None: no re-execution
+
+    def request(self, tenure: Tenure) -> Handover:
+        """Re-execute once stopped, in `tenure`'s mode, going on where this process is."""
+        self.handover = Handover(
+            tenure,
+            trace_origin=self._probe.origin,
+            audio_offset=self._gap.position or 0,
+            listening=self._listening.is_set(),
+        )
+        return self.handover
+
+    def change_mode(self, change: ModeChange | None) -> None:
+        """The guard's GPU-mode decision (None: a return called off)."""
+        if change is None:
+            self._gap.disarm()
+            return
+        self._gap.arm(lambda: self._at_gap(change))
+
+    def _at_gap(self, change: ModeChange) -> None:
+        """On the capture thread, at the gap: the handover, and the stop."""
+        tenure = change.tenure
+        handover = self.request(tenure)
+        where = "on the CPU" if change.to_cpu else "on the GPU"
+        kind = "gpu_released" if change.to_cpu else "gpu_returned"
+        self._events.emit(
+            Event(
+                time.monotonic() - self._start_time,
+                kind,
+                self._policy.level.name,
+                detail={"reason": tenure.reason, "audio_offset": handover.audio_offset},
+            )
+        )
+        self._stop.request(f"re-executing {where}: {tenure.reason}")

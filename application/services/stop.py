@@ -1,5 +1,6 @@
 """One stop for the whole daemon, shared by whoever can ask for it (a signal, a quit over the
-control socket, the guard's memory SHUTDOWN) and whoever must react (capture, the reporter)."""
+control socket, the guard's memory SHUTDOWN, a worker that cannot be restarted) and whoever
+must react (capture, the reporter)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ log = logging.getLogger("swictation")
 
 class StopSignal:
     """`request` is safe to call any number of times from any thread; the first reason is
-    kept. A memory SHUTDOWN is remembered, because it decides the exit status."""
+    kept. A memory SHUTDOWN and a failed worker are remembered: they decide the exit status."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -20,6 +21,7 @@ class StopSignal:
         self._listeners: list[Callable[[str], None]] = []
         self.reason: str | None = None
         self.shutdown_reason: str | None = None
+        self.failure_reason: str | None = None
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """`listener(why)` is called at every request, in the requesting thread."""
@@ -42,6 +44,13 @@ class StopSignal:
         """The guard's memory SHUTDOWN: the card stayed full with nothing left to offload."""
         self.shutdown_reason = reason
         log.critical("memory SHUTDOWN: %s", reason)
+        self.request(reason)
+
+    def fail(self, reason: str) -> None:
+        """A worker that cannot be restarted (the workers' `on_fatal`): an orderly stop, the
+        queue spooled, and a non-zero exit status, so that a supervisor restarts the daemon."""
+        self.failure_reason = reason
+        log.critical("%s; stopping", reason)
         self.request(reason)
 
     def settle(self) -> None:

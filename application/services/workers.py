@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import attrs
 
+from swictation.ports import FailureReport
+
 log = logging.getLogger("swictation.workers")
 
 
@@ -36,8 +38,10 @@ class WorkerHealth:
 
 
 class Workers:
-    """Threads that are restarted when they fail: up to `max_restarts` within `window_s`,
-    `backoff_s` apart; beyond that the worker is failed and `on_fatal` is called once."""
+    """Threads that are restarted when they fail (an exception escapes, or `SystemExit`: a
+    library's `sys.exit()` would end only the thread): up to `max_restarts` within `window_s`,
+    `backoff_s` apart; beyond that the worker is failed and, for a worker the daemon cannot
+    do without (`fatal`), `on_fatal` is called once."""
 
     def __init__(
         self,
@@ -62,44 +66,72 @@ class Workers:
                 self._health[name] = WorkerHealth(name)
             return self._health[name]
 
-    def error(self, name: str, error: BaseException | str) -> None:
+    def error(self, name: str, error: BaseException | str, where: str | None = None) -> None:
         """A failure the worker handled itself (it goes on): counted, the first of each
-        kind logged by the worker."""
+        kind logged by the worker; `where` names the part of it that failed."""
         health = self.health(name)
         with self._lock:
             health.errors += 1
-            health.last_error = _describe(error)
+            health.last_error = (
+                _describe(error) if where is None else f"{where}: {_describe(error)}"
+            )
 
-    def spawn(self, name: str, target: Callable[[], None], restart: bool = True) -> None:
+    def spawn(
+        self, name: str, target: Callable[[], None], restart: bool = True, fatal: bool = True
+    ) -> None:
+        """`fatal` False: a worker the daemon can go on without (the control socket); once it
+        cannot be restarted it is reported failed (and the watchdog starves), the daemon is
+        not stopped."""
         health = self.health(name)
         thread = threading.Thread(
-            target=self._run, args=(health, target, restart), name=f"swictation-{name}", daemon=True
+            target=self._run,
+            args=(health, target, restart, fatal),
+            name=f"swictation-{name}",
+            daemon=True,
         )
         self._threads[name] = thread
         thread.start()
 
     def run_here(self, name: str, target: Callable[[], None], restart: bool = True) -> None:
         """Runs a worker on the calling thread, with the same restarts."""
-        self._run(self.health(name), target, restart)
+        self._run(self.health(name), target, restart, fatal=True)
 
-    def _run(self, health: WorkerHealth, target: Callable[[], None], restart: bool) -> None:
+    def reporter(self, name: str) -> WorkerFailures:
+        """How the worker `name` reports the failures it survives itself."""
+        return WorkerFailures(self, name)
+
+    def _run(
+        self, health: WorkerHealth, target: Callable[[], None], restart: bool, fatal: bool
+    ) -> None:
         failures: list[float] = []
+        said: str | None = None  # a failure that repeats is worth one traceback
         while True:
             health.state = "running"
             try:
                 target()
-            except Exception as error:
+            except (Exception, SystemExit) as error:
                 now = time.monotonic()
                 failures = [t for t in failures if now - t < self._window] + [now]
                 with self._lock:
                     health.errors += 1
                     health.last_error = _describe(error)
-                log.error("worker %s failed: %s", health.name, health.last_error, exc_info=True)
+                again = health.last_error == said and len(failures) > 1
+                said = health.last_error
+                log.error(
+                    "worker %s failed%s: %s",
+                    health.name,
+                    " again" if again else "",
+                    health.last_error,
+                    exc_info=not again,
+                )
                 if not restart or len(failures) > self._max or self._stopping.is_set():
                     health.state = "failed"
-                    self._fail(
-                        f"worker {health.name} failed and cannot be restarted: {health.last_error}"
-                    )
+                    reason = f"worker {health.name} failed and cannot be restarted"
+                    if fatal:
+                        self._fail(f"{reason}: {health.last_error}")
+                    else:
+                        log.critical("%s: %s; the daemon goes on without it", reason,
+                                     health.last_error)  # fmt: skip
                     return
                 health.state = "restarting"
                 health.restarts += 1
@@ -147,6 +179,31 @@ class Workers:
             return {name: h.to_dict() for name, h in self._health.items()}
 
 
+class WorkerFailures(FailureReport):
+    """A worker's own report of the failures it survives: each counted in its health, each
+    part's (`where`) logged once per streak, with the count when that part works again."""
+
+    def __init__(self, workers: Workers, name: str) -> None:
+        self._workers = workers
+        self._name = name
+        self._streaks: dict[str, FailureStreak] = {}
+        self._lock = threading.Lock()
+
+    def _streak(self, where: str) -> FailureStreak:
+        with self._lock:
+            streak = self._streaks.get(where)
+            if streak is None:
+                streak = self._streaks[where] = FailureStreak(log, f"{self._name}: {where}")
+            return streak
+
+    def failed(self, where: str, error: BaseException) -> None:
+        self._workers.error(self._name, error, where)
+        self._streak(where).failed(error)
+
+    def succeeded(self, where: str) -> None:
+        self._streak(where).succeeded()
+
+
 class FailureStreak:
     """A loop's consecutive failures: the first of each kind is worth a traceback, the rest
     only a count, said when the loop works again (`log` names what failed)."""
@@ -163,7 +220,9 @@ class FailureStreak:
         self.count += 1
         if kind != self._kind:
             self._kind = kind
-            self._log.exception("%s failed; carrying on (said once while it repeats)", self._what)
+            self._log.exception(
+                "%s failed (%s); carrying on (said once while it repeats)", self._what, kind
+            )
 
     def succeeded(self) -> None:
         if self.count:

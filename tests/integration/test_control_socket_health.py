@@ -1,15 +1,19 @@
-"""The control socket is one of the daemon's workers (issue 8): its failures are counted and
-survived, a loop that ends is restarted, one that cannot be is reported failed, and all of
-it shows in the health the daemon's `status` and final report carry."""
+"""The control socket is one of the daemon's workers (issue 8): its loop runs under the
+daemon's `Workers` (as the container wires it), its failures are counted in that worker's
+health and survived, a loop that ends is restarted, one that cannot be is reported failed
+(the daemon goes on, its watchdog unfed), and all of it is the health `status` shows."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 
 import pytest
 
 from swictation.adapters.control_socket import ControlServer, request
+from swictation.application.container import CONTROL, supervised_control
+from swictation.application.services.workers import Workers
 
 
 def handler(req):
@@ -23,32 +27,34 @@ def path(tmp_path):
     return tmp_path / "run" / "swictation.sock"
 
 
-def serving(path, **kwargs) -> ControlServer:
-    server = ControlServer(path, handler, **kwargs)
+def serving(path, workers: Workers, **kwargs) -> ControlServer:
+    server = supervised_control(path, handler, workers, failure_pause_s=0.0, **kwargs)
     server.start()
     return server
 
 
-def answered_then_health(server: ControlServer, path) -> dict:
+def answered_then_health(workers: Workers, path) -> dict:
     """After a fault: the next request is answered as ever, and the health read then."""
     assert request(path, {"cmd": "status"}) == {"ok": True, "echo": "status"}
-    return server.health()
+    return workers.snapshot()[CONTROL]
 
 
 def test_a_failing_handler_is_counted_and_the_next_request_is_answered(path):
-    server = serving(path)
+    workers = Workers()
+    server = serving(path, workers)
     try:
-        assert server.health() == {
+        assert answered_then_health(workers, path) == {
             "state": "running", "errors": 0, "restarts": 0, "last_error": None,
         }  # fmt: skip
         assert request(path, {"cmd": "boom"})["error"] == "internal error: handler bug"
-        health = answered_then_health(server, path)
+        health = answered_then_health(workers, path)
         assert health["errors"] == 1 and health["state"] == "running"
         assert health["last_error"] == "handler: RuntimeError: handler bug"
-        assert server.alive
+        assert workers.all_alive()
     finally:
         server.stop()
-    assert server.health()["state"] == "done"
+    assert workers.join(CONTROL, 30)
+    assert workers.snapshot()[CONTROL]["state"] == "done"
 
 
 class FailingAccept:
@@ -70,11 +76,12 @@ class FailingAccept:
 
 
 def test_an_accept_error_is_counted_and_survived(path):
-    server = serving(path)
+    workers = Workers()
+    server = serving(path, workers)
     try:
         server._sock = FailingAccept(server._sock, failures=1)
         # The client retries what the paused listener does not take at once.
-        health = answered_then_health(server, path)
+        health = answered_then_health(workers, path)
         assert health["errors"] == 1, health
         assert health["last_error"].startswith("accept: OSError")
         assert health["state"] == "running" and health["restarts"] == 0
@@ -82,8 +89,36 @@ def test_an_accept_error_is_counted_and_survived(path):
         server.stop()
 
 
+def test_a_failure_repeated_turn_after_turn_is_logged_once_with_its_count(path, caplog):
+    workers = Workers()
+    server = serving(path, workers)
+    original = server._expire
+    left = [3]
+
+    def expire_failing_thrice() -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise KeyError("deadline")
+        original()
+
+    try:
+        server._expire = expire_failing_thrice
+        with caplog.at_level(logging.INFO, logger="swictation"):
+            health = answered_then_health(workers, path)
+            server._wake()  # one more turn, that works
+            assert request(path, {"cmd": "status"})["ok"]
+    finally:
+        server.stop()
+    assert health["errors"] == 3 and health["restarts"] == 0, health
+    assert health["last_error"] == "loop: KeyError: 'deadline'"
+    tracebacks = [r for r in caplog.records if r.exc_info and "control: loop" in r.getMessage()]
+    assert len(tracebacks) == 1
+    assert "control: loop works again after 3 failures" in caplog.text
+
+
 def test_a_loop_that_ends_is_restarted_and_serves_again(path):
-    server = serving(path, restart_pause_s=0.0)
+    workers = Workers(backoff_s=0.0)
+    server = serving(path, workers)
     original = server._expire
     escaped = threading.Event()
 
@@ -97,29 +132,35 @@ def test_a_loop_that_ends_is_restarted_and_serves_again(path):
         server._expire = expire_once
         request(path, {"cmd": "status"})  # wakes the loop, which then ends
         assert escaped.wait(30)
-        health = answered_then_health(server, path)
+        health = answered_then_health(workers, path)
         assert health["restarts"] == 1 and health["state"] == "running"
-        assert health["last_error"] == "loop: SystemExit: escaped the loop"
-        assert server.alive
+        assert health["last_error"] == "SystemExit: escaped the loop"
+        assert workers.all_alive()
     finally:
         server.stop()
 
 
-def test_a_loop_that_keeps_ending_is_failed_and_not_alive(path):
-    server = serving(path, max_restarts=3, restart_pause_s=0.0)
+def test_a_loop_that_keeps_ending_is_failed_and_not_alive_and_the_daemon_goes_on(path, caplog):
+    fatal: list[str] = []
+    workers = Workers(on_fatal=fatal.append, max_restarts=3, backoff_s=0.0)
+    server = serving(path, workers)
 
     def always() -> None:
         raise SystemExit("broken for good")
 
     server._next_timeout = always  # every turn of the loop ends it
-    server._wake()
-    assert server._thread is not None
-    server._thread.join(30)
     try:
-        health = server.health()
+        with caplog.at_level(logging.INFO, logger="swictation"):
+            server._wake()
+            assert workers.join(CONTROL, 30)
+        tracebacks = [r for r in caplog.records if r.exc_info]
+        assert len(tracebacks) == 1  # the same failure again and again: one traceback
+        assert "worker control failed and cannot be restarted" in caplog.text
+        health = workers.snapshot()[CONTROL]
         assert health["state"] == "failed", health
         assert health["restarts"] == 3 and health["errors"] == 4
-        assert not server.alive  # the daemon stops feeding its watchdog
+        assert not workers.all_alive()  # the daemon stops feeding its watchdog
+        assert fatal == [] and workers.fatal is None  # dictation goes on without the socket
     finally:
         server.stop()
 
@@ -130,13 +171,12 @@ def test_the_daemons_status_shows_the_control_thread_and_a_failed_one_is_unhealt
     from tests.unit.test_pipeline import audio
 
     daemon, _ = daemon_with(ListAudioSource(audio(("silence", 0.5))), tmp_path)
-    server = ControlServer(path, daemon.handle, max_restarts=0, restart_pause_s=0.0)
-    daemon.control = server
+    server = supervised_control(path, daemon.handle, daemon.workers)
     server.start()
     try:
         daemon.guard.start()
         reply = request(path, {"cmd": "status"})
-        assert reply["workers"]["control"]["state"] == "running"
+        assert reply["workers"][CONTROL]["state"] == "running"
         assert reply["healthy"] is True
 
         def broken() -> None:
@@ -144,10 +184,10 @@ def test_the_daemons_status_shows_the_control_thread_and_a_failed_one_is_unhealt
 
         server._next_timeout = broken
         server._wake()
-        assert server._thread is not None
-        server._thread.join(30)
+        assert daemon.workers.join(CONTROL, 30)
         status = daemon.status()
-        assert status["workers"]["control"]["state"] == "failed"
+        assert status["workers"][CONTROL]["state"] == "failed"
+        assert status["workers"][CONTROL]["last_error"] == "SystemExit: broken for good"
         assert status["healthy"] is False  # so the watchdog is no longer fed
     finally:
         daemon.guard.stop()

@@ -210,3 +210,51 @@ def test_the_co_tenant_refresher_is_one_of_the_daemons_supervised_workers(tmp_pa
     finally:
         shutdown(container)
     assert daemon.health()["tenants"]["state"] == "done"
+
+
+def test_the_daemon_is_wired_at_construction_and_nothing_is_patched_on_after(tmp_path):
+    """One composition root, no late binding: the guard is built with the re-execution's
+    mode-change handler before any daemon exists, and building the daemon (and its control
+    socket) sets nothing on the parts it is given."""
+    settings = _file_run(tmp_path, guard={"on_shutdown": "cpu"})
+    container = daemon_container(settings)
+    with_fakes(container, [], audio(("silence", 0.5)))
+    guard = container.guard()
+    workers = container.workers()
+    assert guard.on_mode_change == container.reexec().change_mode
+    assert workers.on_fatal == container.stop().fail
+    before = dict(vars(guard)), dict(vars(workers))
+    daemon = container.daemon()
+    assert (vars(guard), vars(workers)) == before
+    assert daemon.parts.gap is container.gap()
+    assert daemon.parts.reexec is container.reexec()
+    shutdown(container)
+
+
+def test_replay_and_record_build_no_re_execution():
+    """The guard alone (record, replay) has no mode-change handler: building it must not
+    open a microphone for a gap-aware capture."""
+    assert make_container().guard().on_mode_change is None
+    assert replay_container(0.0).guard().on_mode_change is None
+
+
+def test_a_policy_that_lacks_thresholds_is_refused_not_defaulted():
+    """The guard reads the policy's thresholds and tuning as declared parts of the Policy
+    port: a policy without them fails loudly instead of polling at a made-up interval."""
+
+    class Bare:
+        name = "bare"
+        level = GuardPolicy().level
+        quiet_after_s = 8.0
+
+        def observe(self, observation):
+            raise AssertionError("never asked")
+
+    container = make_container()
+    container.policy.override(providers.Object(Bare()))
+    try:
+        container.guard()
+    except AttributeError as error:
+        assert "thresholds" in str(error)
+    else:
+        raise AssertionError("a policy without thresholds was accepted")

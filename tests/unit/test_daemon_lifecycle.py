@@ -6,26 +6,51 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import attrs
+import pytest
 
 from swictation.adapters.memory import FakeClock, ListAudioSource, NoProbe
 from swictation.application.config import DaemonSettings
-from swictation.application.container import DaemonParts
-from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon
+from swictation.application.entrypoints.presenters import status_line
+from swictation.application.services.daemon import EXIT_WORKER_FAILED, Daemon, DaemonParts
 from swictation.application.services.guard import GuardService
+from swictation.application.services.handover import GapStop, Reexecution
 from swictation.application.services.stop import StopSignal
 from swictation.application.services.workers import Workers
 from swictation.domain.policy import GuardPolicy
 from tests.unit.parts import audio, build
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class RecordedParts(DaemonParts):
-    told: list[str] = attrs.field(factory=list)
+    """The daemon's parts, what it tells systemd kept in `told`."""
 
-    def notify(self, state: str) -> None:
-        self.told.append(state)
+    told: list[str]
+
+
+def recorded_parts(
+    pipeline, guard, events, stop, gap, watchdog_s=None, listening=True
+) -> RecordedParts:
+    """The parts as the container wires them (the pipeline hears `gap`), in memory."""
+    told: list[str] = []
+    start_time = time.monotonic()
+    reexec = Reexecution(gap, stop, events, guard.policy, guard.probe, pipeline.enabled, start_time)
+    return RecordedParts(
+        pipeline=pipeline,
+        guard=guard,
+        events=events,
+        stop=stop,
+        gap=gap,
+        reexec=reexec,
+        watchdog_s=watchdog_s,
+        present=status_line,
+        notify=told.append,
+        start_time=start_time,
+        listening=listening,
+        told=told,
+    )
 
 
 class DyingSource(ListAudioSource):
@@ -44,15 +69,16 @@ class DyingSource(ListAudioSource):
 
 def daemon_with(source, tmp_path, watchdog_s=0.01):
     clock = FakeClock()
-    workers = Workers(max_restarts=2, backoff_s=0.0)
-    pipeline, _, _, events, host = build(
-        [], ["hello"], tmp_path, source=source, workers=workers, clock=clock
-    )
     stop = StopSignal()
+    workers = Workers(on_fatal=stop.fail, max_restarts=2, backoff_s=0.0)
+    gap = GapStop(source)
+    pipeline, _, _, events, host = build(
+        [], ["hello"], tmp_path, source=gap, workers=workers, clock=clock
+    )
     guard = GuardService(
         NoProbe(clock), host, GuardPolicy(), events, clock, on_shutdown=stop.shutdown
     )
-    parts = RecordedParts(pipeline, guard, events, stop, watchdog_s)
+    parts = recorded_parts(pipeline, guard, events, stop, gap, watchdog_s)
     return Daemon(DaemonSettings(audio_file="rehearsal.wav"), parts), parts
 
 
@@ -164,3 +190,15 @@ def test_status_latency_runs_from_the_last_voiced_sample_when_it_is_known(tmp_pa
     # Backlog only (no voiced sample heard live): the VAD-end figure is all there is.
     stats.speech_latencies.clear()
     assert daemon.status()["latency_p50_s"] == 0.0
+
+
+def test_daemon_parts_cannot_be_built_without_every_part():
+    """Every part the daemon reads is a declared field with no default: a DaemonParts that
+    lacks one is refused when it is built, not found missing (or quietly defaulted) later."""
+    defaulted = [f.name for f in attrs.fields(DaemonParts) if f.default is not attrs.NOTHING]
+    assert defaulted == []
+    names = [f.name for f in attrs.fields(DaemonParts)]
+    assert {"gap", "listening", "start_time", "reexec", "notify"} <= set(names)
+    given = {name: None for name in names if name != "gap"}
+    with pytest.raises(TypeError, match="gap"):
+        DaemonParts(**given)

@@ -31,7 +31,7 @@ from swictation.domain.model import ModelState, Placement, Tuning
 from swictation.domain.policy import GuardPolicy
 from swictation.domain.recovery import RecoveryTracker
 from swictation.ports import AudioSource
-from tests.unit.test_daemon_lifecycle import RecordedParts, _wait
+from tests.unit.test_daemon_lifecycle import _wait, recorded_parts
 from tests.unit.test_pipeline import audio
 
 CARD = 8192.0
@@ -67,6 +67,7 @@ def guard_of(probe_mib, models, machine, policy=None, on_shutdown=None):
     clock = FakeClock()
     host = InMemoryModelHost(clock, models)
     probe = ScriptedProbe(probe_mib, CARD, clock)
+    told: list[ModeChange | None] = []
     guard = GuardService(
         probe,
         host,
@@ -76,9 +77,8 @@ def guard_of(probe_mib, models, machine, policy=None, on_shutdown=None):
         on_shutdown=on_shutdown,
         gpu_mode=machine,
         context_mib=300.0,
+        on_mode_change=told.append,
     )
-    told: list[ModeChange | None] = []
-    guard.on_mode_change = told.append
     return guard, clock, told
 
 
@@ -143,7 +143,7 @@ def daemon_of(tmp_path, source, machine):
     )
     stop = StopSignal()
     guard = GuardService(NoProbe(clock), host, GuardPolicy(), events, clock, gpu_mode=machine)
-    parts = RecordedParts(pipeline, guard, events, stop, None, gap=gap)
+    parts = recorded_parts(pipeline, guard, events, stop, gap)
     return Daemon(DaemonSettings(), parts), output, events
 
 
@@ -159,7 +159,7 @@ def test_a_change_waits_for_the_gap_then_stops_in_order_with_a_handover(tmp_path
         _wait(lambda: daemon.pipeline.in_speech)
         change = machine.shutdown(5.0, "usage 99.0% >= 98% with nothing left to offload")
         assert change is not None
-        daemon.change_mode(change)
+        daemon.parts.reexec.change_mode(change)  # the guard's on_mode_change, as wired
         source.say(audio(("speech", 0.6)))  # the sentence goes on: no stop in the middle
         _wait(lambda: source.taken >= 38)
         assert runner.is_alive() and daemon.pipeline.in_speech
@@ -189,7 +189,7 @@ def test_toggled_off_stays_off_across_the_re_execution(tmp_path):
     runner = threading.Thread(target=daemon.run)
     runner.start()
     try:
-        daemon.change_mode(machine.shutdown(5.0, "full"))
+        daemon.parts.reexec.change_mode(machine.shutdown(5.0, "full"))
         source.say(audio(("silence", 0.1)))
         runner.join(30)
     finally:
@@ -197,7 +197,9 @@ def test_toggled_off_stays_off_across_the_re_execution(tmp_path):
         runner.join(30)
     assert daemon.reexec is not None and daemon.reexec.listening is False
     parts = daemon.parts
-    off = RecordedParts(parts.pipeline, parts.guard, parts.events, StopSignal(), listening=False)
+    off = recorded_parts(
+        parts.pipeline, parts.guard, parts.events, StopSignal(), parts.gap, listening=False
+    )
     daemon.pipeline.enabled.set()
     again = Daemon(DaemonSettings(), off)
     assert not again.pipeline.enabled.is_set()

@@ -138,3 +138,13 @@ def test_off_the_gpu_the_policy_only_watches_a_full_card():
         assert cpu_step.next_poll_s == Thresholds().interval_s  # calm: nothing to protect
     assert gpu_step.level is Level.SHUTDOWN
     assert cpu_step.level is Level.EMERGENCY  # the card is still shown as it is
+
+
+def test_the_mode_is_the_machines_own_state_and_nothing_beside_it():
+    """One source of truth: whatever puts the `transitions` machine in a state (here its
+    own `set_state`, which fires no callback) is what `mode` and `on_gpu` say."""
+    machine = GpuModeMachine(120.0)
+    machine._machine.set_state(GpuMode.ON_CPU.value)
+    assert machine.mode is GpuMode.ON_CPU
+    assert not machine.on_gpu
+    assert not any(isinstance(v, GpuMode) for v in vars(machine).values())

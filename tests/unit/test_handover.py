@@ -246,3 +246,20 @@ def test_under_a_trace_the_gpu_given_up_takes_the_models_and_context_off_the_car
     assert [m.placement for m in container.host().models()] == [placement]
     fresh = _trace_probe(read_trace(trace), FakeClock(7.0), InMemoryModelHost(FakeClock()))
     assert fresh.origin == 7.0  # a fresh start: the trace begins now
+
+
+def test_every_probe_answers_where_its_trace_began_through_the_port(tmp_path):
+    """The handover reads the replayed trace's origin from the GpuProbe port: a live card
+    (or none) says None, a probe wrapping a trace says the trace's, nothing is guessed."""
+    from swictation.adapters.traces import TraceProbe, read_trace
+    from swictation.ports import GpuProbe
+
+    clock = FakeClock(3.0)
+    host = InMemoryModelHost(clock)
+    scripted = ScriptedProbe(lambda t: 1.0, 8.0, clock)
+    for live in (NoProbe(clock), scripted, ResidentModelsProbe(scripted, host)):
+        assert isinstance(live, GpuProbe) and live.origin is None
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp, memory.used [MiB], memory.total [MiB]\n0, 1000, 8192\n")
+    traced = TraceProbe(read_trace(path), clock, 40.0)
+    assert ResidentModelsProbe(traced, host).origin == 40.0

@@ -21,6 +21,7 @@ from swictation.domain.model import (
     Tuning,
 )
 from swictation.domain.policy import GuardPolicy
+from swictation.domain.residency import Residency
 
 TOTAL = 8192.0
 
@@ -45,6 +46,17 @@ class Recording:
     @property
     def quiet_after_s(self) -> float:
         return self.inner.quiet_after_s
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.inner.thresholds
+
+    @property
+    def tuning(self) -> Tuning:
+        return self.inner.tuning
+
+    def residency_of(self, name: str) -> Residency | None:
+        return self.inner.residency_of(name)
 
     def observe(self, observation: Observation) -> Decision:
         if len(self.seen) in self.pins:
