@@ -78,7 +78,16 @@ class JsonlEventSink(EventSink):
         self._opened = True
         if first and self._append:
             marker = {"t": 0.0, "type": "start", "pid": os.getpid(), "wall": time.time()}
-            self._write_line((json.dumps(marker, separators=(",", ":")) + "\n").encode())
+            line = (json.dumps(marker, separators=(",", ":")) + "\n").encode()
+            # A crash may have left half a line: this run starts on a line of its own.
+            self._write_line(b"\n" + line if self._ends_mid_line() else line)
+
+    def _ends_mid_line(self) -> bool:
+        if self._size == 0:
+            return False
+        with self._path.open("rb") as tail:
+            tail.seek(-1, os.SEEK_END)
+            return tail.read(1) != b"\n"
 
     def _write_line(self, line: bytes) -> None:
         assert self._file is not None

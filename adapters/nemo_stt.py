@@ -31,16 +31,33 @@ def load_nemo(name_or_path: str | None, device: str) -> Any:
     if local:
         model = ASRModel.restore_from(source, map_location=device)
     else:
+        from huggingface_hub import constants as hub
+        from huggingface_hub import errors
+
+        # The hub's transport error (a refused connection, a name that does not resolve) is
+        # not an OSError; it is re-exported (not declared) by huggingface_hub.errors.
+        transport: type[Exception] = getattr(errors, "HTTPError", OSError)
         try:
             model = ASRModel.from_pretrained(source, map_location=device)
-        except (OSError, ConnectionError) as error:  # no network, hub offline, no such model
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise NemoLoadError(
-                f"cannot fetch {source} from the model hub ({reason}); with network access it "
-                "is fetched once into the cache (docs/gpu.md), or pass --stt-model FILE.nemo"
-            ) from None
+        except (OSError, transport) as error:  # no network, hub offline, no such model
+            raise NemoLoadError(_fetch_failed(source, error, offline=hub.HF_HUB_OFFLINE)) from None
     model.eval()
     return model
+
+
+def _fetch_failed(source: str, error: Exception, offline: bool) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if offline:
+        return (
+            f"cannot fetch {source}: HF_HUB_OFFLINE is set and it is not in the model cache "
+            f"({reason}); fetch it once with network access (docs/gpu.md), or pass "
+            "--stt-model FILE.nemo"
+        )
+    return (
+        f"cannot fetch {source} from the model hub ({reason}); without network, pass a local "
+        "archive with --stt-model FILE.nemo, or set HF_HUB_OFFLINE=1 to use a copy already "
+        "in the model cache (docs/gpu.md)"
+    )
 
 
 def is_multitask(model: Any) -> bool:

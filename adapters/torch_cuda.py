@@ -68,6 +68,14 @@ def release_memory(aggressive: bool = False) -> CleanupResult:
         return CleanupResult(0.0, f"gc: {collected} objects; torch not installed", collected)
     if not torch.cuda.is_available():
         return CleanupResult(0.0, f"gc: {collected} objects; no CUDA cache to release", collected)
+    if not torch.cuda.is_initialized():
+        # CPU mode on a GPU machine: `ipc_collect` and the peak reset would create the very
+        # context that was given up (hundreds of MiB on the card) to release nothing.
+        return CleanupResult(
+            0.0,
+            f"gc: {collected} objects; no CUDA context in this process, no cache to release",
+            collected,
+        )
     before = torch.cuda.memory_reserved()
     torch.cuda.empty_cache()
     if aggressive:

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import itertools
 import json
+import logging
 import math
 import re
 from array import array
@@ -16,7 +17,9 @@ from typing import Any, TextIO, overload
 
 import attrs
 
+from swictation.domain.busy import utterance_busy
 from swictation.domain.model import MemorySample, ProbeUnavailable
+from swictation.domain.segmenter import VadSettings
 from swictation.ports import GpuProbe
 
 _UNITS = {
@@ -32,6 +35,7 @@ _UNITS = {
 }
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _INF = math.inf
+log = logging.getLogger("swictation.traces")
 _NOT_AVAILABLE = ("[n/a]", "n/a", "[not supported]", "not supported")
 
 
@@ -58,7 +62,8 @@ class Trace:
     gpus: tuple[str, ...] = ("0",)
     models: tuple[tuple[str, float], ...] = ()
     # (start, end) seconds from the trace start while speech was in flight, merged and in
-    # order: read from a flight recording's utterance events.
+    # order: what a flight recording's guard saw at each sample (or, in older recordings,
+    # its utterance events held by the VAD's rule).
     busy: tuple[tuple[float, float], ...] = ()
 
     def __len__(self) -> int:
@@ -152,17 +157,24 @@ csv.field_size_limit(MAX_LINE + 1)
 
 class _Lines:
     """The file's lines, each at most MAX_LINE characters (a longer one is a TraceError
-    naming it), remembering whether the last one was cut off (no newline at the end)."""
+    naming it), remembering whether the last one was cut off (no newline at the end).
 
-    def __init__(self, path: Path, handle: TextIO) -> None:
+    With `units` (CSV), a cut-off last line whose last field lost the unit the line before
+    carries ('8192 MiB' cut to '81' still reads as a number) is not handed out: `torn` names
+    it."""
+
+    def __init__(self, path: Path, handle: TextIO, units: bool = False) -> None:
         self._path = path
         self._handle = handle
+        self._units = units
         self.count = 0
         self.cut = False
         self.done = False
+        self.torn: int | None = None
 
     def __iter__(self) -> Iterator[str]:
         readline = self._handle.readline
+        previous = ""
         while True:
             line = readline(MAX_LINE + 1)
             if not line:
@@ -177,11 +189,30 @@ class _Lines:
                 )
             if not line.endswith("\n"):
                 self.cut = True
+                unit = _unit(previous) if self._units else None
+                if unit and _unit(line) != unit:
+                    self.torn = self.count
+                    self.done = True
+                    return
+            previous = line
             yield line
 
     def at_cut_end(self, line: int | None) -> bool:
         """Whether `line` is the last one and was cut off (a recording stopped mid-write)."""
         return self.cut and line == self.count
+
+
+def _unit(line: str) -> str | None:
+    """The unit after the number in a CSV line's last field ('MiB' in '..., 8192 MiB'; ''
+    for a bare number); None where that field is not a number (a header, '[N/A]')."""
+    field = line.rsplit(",", 1)[-1].strip().strip('"').strip()
+    if not field[:1].isdigit():
+        return None
+    return field.lstrip("0123456789.").strip()
+
+
+TORN = "the last line is cut off; skipped"
+TORN_BEFORE_RESTART = "the last line before a restart is cut off; skipped"
 
 
 class Totals(Sequence[float]):
@@ -265,8 +296,15 @@ def read_trace(
     total_mib: float | None = None,
     columns: Sequence[str] | None = None,
     notice: Callable[[str], None] | None = None,
+    vad: VadSettings | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Trace:
+    """`notice` hears what the reader chose (which GPU); `warn` (default: the log) hears a
+    torn line skipped: a recording's last line, or a run's before a restart, cut off by a
+    crash. `vad`: the VAD settings the recording's daemon ran with, for a recording whose
+    samples do not say when speech was in flight (its utterances are held by their rule)."""
     path = Path(path)
+    warn = warn or log.warning
     detected = sniff(path)
     kind = detected if fmt == "auto" else fmt
     if kind == "nvidia-smi":
@@ -275,9 +313,9 @@ def read_trace(
         raise TraceError(path, None, f"--total-mib must be > 0, got {total_mib:g}")
     try:
         if kind == "jsonl":
-            trace = _read_jsonl(path, gpu, total_mib, notice)
+            trace = _read_jsonl(path, gpu, total_mib, warn, vad)
         else:
-            trace = _read_csv(path, gpu, total_mib, columns, notice)
+            trace = _read_csv(path, gpu, total_mib, columns, warn)
     except csv.Error as error:
         raise TraceError(path, None, f"not CSV: {error}") from None
     except UnicodeDecodeError:
@@ -304,10 +342,10 @@ def _read_csv(
     gpu: str | None,
     total_override: float | None,
     columns: Sequence[str] | None,
-    notice: Callable[[str], None] | None = None,
+    warn: Callable[[str], None],
 ) -> Trace:
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        lines = _Lines(path, handle)
+        lines = _Lines(path, handle, units=True)
         reader = csv.reader(lines, skipinitialspace=True)
         rows: Iterator[list[str]] = reader
         header: list[str] | None = None
@@ -331,7 +369,7 @@ def _read_csv(
                 )
             header = first
         try:
-            return _csv_rows(path, reader, rows, names, header, gpu, total_override, lines, notice)
+            return _csv_rows(path, reader, rows, names, header, gpu, total_override, lines, warn)
         except csv.Error as error:
             raise TraceError(path, reader.line_num or None, f"not CSV: {error}") from None
 
@@ -361,7 +399,7 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     gpu: str | None,
     total_override: float | None,
     lines: _Lines,
-    notice: Callable[[str], None] | None,
+    warn: Callable[[str], None],
 ) -> Trace:
     def col(name: str) -> int | None:
         return names.index(name) if name in names else None
@@ -495,8 +533,9 @@ def _csv_rows(  # noqa: PLR0912, PLR0915 -- the hot loop over every row (864,000
     except TraceError as error:
         if not lines.at_cut_end(error.line):
             raise
-        if notice is not None:
-            notice(f"{path}:{error.line}: the last line is cut off; dropped")
+        warn(f"{path}:{error.line}: {TORN}")
+    if lines.torn is not None:
+        warn(f"{path}:{lines.torn}: {TORN}")
     return _finish(path, "nvidia-smi", times, used, total, None, gpu, chosen, gpus, ())
 
 
@@ -544,7 +583,8 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     path: Path,
     gpu: str | None,
     total_override: float | None,
-    notice: Callable[[str], None] | None = None,
+    warn: Callable[[str], None],
+    vad: VadSettings | None = None,
 ) -> Trace:
     times, used, total = _columns()
     own = array("f")
@@ -553,20 +593,9 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
     chosen = gpu
     has_own = False
     offset = 0.0
-    busy: list[tuple[float, float]] = []
+    busy = _BusyRuns(vad or VadSettings())
     with path.open("r", encoding="utf-8-sig") as handle:
-        lines = _Lines(path, handle)
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = _json_line(path, number, line)
-            except TraceError:
-                if not lines.at_cut_end(number):
-                    raise
-                if notice is not None:
-                    notice(f"{path}:{number}: the last line is cut off; dropped")
-                break
+        for number, record in _records(path, _Lines(path, handle), warn):
             if not isinstance(record, dict):
                 raise TraceError(path, number, "expected a JSON object per line")
             kind = record.get("type", "sample")
@@ -574,12 +603,13 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
                 # A flight recorder appended across daemon restarts: each run's times start
                 # again from 0, so the next run is laid after the last sample of the one before.
                 offset = times[-1] if times else 0.0
+                busy.run_ended()
                 continue
             if kind == "model":
                 models[str(record.get("model"))] = _number(path, number, record, "size_mib")
                 continue
             if kind == "utterance":
-                busy.append(_busy_span(path, number, record, offset))
+                busy.utterance(path, number, record, offset)
                 continue
             if kind != "sample":
                 continue
@@ -612,6 +642,8 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
             used.append(value)
             total.append(size)
             own.append(_number(path, number, record, "own_mib") if share is not None else 0.0)
+            busy.sample(t, record)
+    busy.run_ended()
     if not times and not gpus:
         raise TraceError(
             path,
@@ -630,8 +662,61 @@ def _read_jsonl(  # noqa: PLR0912, PLR0915 -- one check per kind of bad line, in
         chosen,
         gpus,
         tuple(models.items()),
-        busy,
+        busy.spans,
     )
+
+
+def _records(path: Path, lines: _Lines, warn: Callable[[str], None]) -> Iterator[tuple[int, Any]]:
+    """The file's JSON values with their line numbers. A line that is not JSON is an error,
+    except the torn last line of a recording (cut off at the end of the file) or of a daemon
+    run before its restart (followed by the restart's `start` line, or glued to it by an
+    older recorder): skipped with a warning naming it."""
+    pending: TraceError | None = None  # a bad line: forgiven only if a restart follows it
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = _json_line(path, number, line)
+        except TraceError as error:
+            if pending is not None:
+                raise pending from None
+            if lines.at_cut_end(number):
+                warn(f"{path}:{number}: {TORN}")
+                return
+            record = _glued_start(line)
+            if record is None:
+                pending = error
+                continue
+            warn(f"{path}:{number}: {TORN_BEFORE_RESTART}")
+        else:
+            if pending is not None:
+                if not _is_start(record):
+                    raise pending from None
+                warn(f"{path}:{pending.line}: {TORN_BEFORE_RESTART}")
+                pending = None
+        yield number, record
+    if pending is not None:
+        raise pending from None
+
+
+def _is_start(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("type") == "start"
+
+
+def _glued_start(line: str) -> dict[str, Any] | None:
+    """The `start` line of a restart appended to the torn end of a line, or None."""
+    end = len(line)
+    for _ in range(8):
+        at = line.rfind("{", 0, end)
+        if at <= 0:
+            return None
+        try:
+            record = json.loads(line[at:])
+        except (ValueError, RecursionError):
+            end = at
+            continue
+        return record if _is_start(record) else None
+    return None
 
 
 def _json_line(path: Path, number: int, line: str) -> Any:
@@ -645,15 +730,42 @@ def _json_line(path: Path, number: int, line: str) -> Any:
         raise TraceError(path, number, f"not a trace line: {error}") from None
 
 
-def _busy_span(
-    path: Path, line: int, record: dict[str, Any], offset: float = 0.0
-) -> tuple[float, float]:
-    """An utterance event's busy span, as the daemon's guard saw it: from the start of speech,
-    through the wait, to the end of its transcription."""
-    end = _number(path, line, record, "t") + offset
-    spoken = _number(path, line, record, "duration_s")
-    waited = _number(path, line, record, "latency_s")
-    return max(0.0, end - waited - spoken), end
+class _BusyRuns:
+    """Where speech was in flight, one daemon run at a time: what its guard saw at each
+    sample (`busy`: from that sample to the next), or, in a run recorded before samples
+    said so, its utterances held by the VAD's rule."""
+
+    def __init__(self, vad: VadSettings) -> None:
+        self._vad = vad
+        self.spans: list[tuple[float, float]] = []
+        self._flagged = False
+        self._from: float | None = None
+        self._flags: list[tuple[float, float]] = []
+        self._utterances: list[tuple[float, float]] = []
+
+    def sample(self, t: float, record: dict[str, Any]) -> None:
+        busy = record.get("busy")
+        if not isinstance(busy, bool):
+            return
+        self._flagged = True
+        if busy and self._from is None:
+            self._from = t
+        elif not busy and self._from is not None:
+            self._flags.append((self._from, t))
+            self._from = None
+
+    def utterance(self, path: Path, line: int, record: dict[str, Any], offset: float) -> None:
+        end = _number(path, line, record, "t") + offset
+        spoken = _number(path, line, record, "duration_s")
+        waited = _number(path, line, record, "latency_s")
+        self._utterances.append(utterance_busy(end, spoken, waited, self._vad))
+
+    def run_ended(self) -> None:
+        """A run's end (a restart's `start` line, or the end of the file)."""
+        if self._from is not None:  # busy at its last sample: to the end of the run
+            self._flags.append((self._from, math.inf))
+        self.spans += self._flags if self._flagged else self._utterances
+        self._flagged, self._from, self._flags, self._utterances = False, None, [], []
 
 
 def _number(path: Path, line: int, record: dict[str, Any], key: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import os
 import sys
 import time
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +32,7 @@ from swictation.application.config import (
 from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Event, Level
+from swictation.domain.segmenter import VadSettings
 from swictation.ports import EventSink
 from swictation.ports.tenants import TENANT_KINDS
 
@@ -133,6 +135,8 @@ class Used:
 
     config: GuardConfig
     sources: tuple[str, ...]
+    # How the daemon's VAD held utterances: an older recording's busy spans follow it.
+    vad: VadSettings = attrs.field(factory=VadSettings)
 
     def describe(self, policies: Sequence[str]) -> str:
         th = self.config.thresholds
@@ -167,7 +171,7 @@ def load_used(config: str | None, environ: Mapping[str, str]) -> Used:
     sources = [path] if path else []
     names = sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in ENV_NOT_SETTINGS)
     sources += names
-    return Used(settings.guard_config, tuple(sources))
+    return Used(settings.guard_config, tuple(sources), settings.vad)
 
 
 def busy_at(spans: Sequence[tuple[float, float]]) -> Callable[[float], bool]:
@@ -210,12 +214,21 @@ def _progress(
     return advance, close
 
 
-def _quiet_live_logs() -> None:
-    """The events file and the summary tell what the guard did; its live log would repeat it."""
-    for name in ("swictation.guard", "swictation.tenants"):
-        live = logging.getLogger(name)
-        if live.getEffectiveLevel() >= logging.WARNING:
-            live.setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet_live_logs() -> Iterator[None]:
+    """The events file and the summary tell what the guard did; its live log would repeat it.
+    The levels are the process's: they are put back when replay ends, however it ends."""
+    quieted: list[tuple[logging.Logger, int]] = []
+    try:
+        for name in ("swictation.guard", "swictation.tenants"):
+            live = logging.getLogger(name)
+            if live.getEffectiveLevel() >= logging.WARNING:
+                quieted.append((live, live.level))
+                live.setLevel(logging.ERROR)
+        yield
+    finally:
+        for live, level in quieted:
+            live.setLevel(level)
 
 
 def replay(
@@ -224,7 +237,13 @@ def replay(
     err: TextIO = sys.stderr,
     environ: Mapping[str, str] | None = None,
 ) -> int:
-    _quiet_live_logs()
+    with _quiet_live_logs():
+        return _replay(options, out, err, environ)
+
+
+def _replay(
+    options: ReplayOptions, out: TextIO, err: TextIO, environ: Mapping[str, str] | None
+) -> int:
     used = load_used(options.config, os.environ if environ is None else environ)
     config = used.config
     models = parse_models(options.models)
@@ -236,6 +255,8 @@ def replay(
         parse_total(options.total_mib),
         options.columns,
         notice=lambda text: print(f"swictation replay: note: {text}", file=err),
+        vad=used.vad,
+        warn=lambda text: print(f"swictation replay: warning: {text}", file=err),
     )
     if not models and trace.models:
         models = [ModelSpec(name, size) for name, size in trace.models]

@@ -58,6 +58,9 @@ class GuardService:
         self.clock = clock
         self.recovery = recovery or RecoveryTracker()
         self._busy = busy or (lambda: False)
+        # With speech to watch (the daemon), each recorded sample says whether it was in
+        # flight: replay holds restores back on exactly what this guard saw.
+        self._record_busy = busy is not None
         self.on_shutdown = on_shutdown
         self.tenants = tenants
         self.gpu_mode = gpu_mode
@@ -99,10 +102,11 @@ class GuardService:
         reading = self.probe.sample()
         fallbacks, resets = self.recovery.take_notices()
         views = () if self.tenants is None else self.tenants.views()
+        busy = self._busy()
         observation = Observation(
             reading,
             self.host.models(),
-            self._busy(),
+            busy,
             fallbacks=fallbacks,
             resets=resets,
             tenants=views,
@@ -124,6 +128,8 @@ class GuardService:
                 }
                 if reading.own_mib is not None:
                     detail["own_mib"] = round(reading.own_mib, 1)
+                if self._record_busy:
+                    detail["busy"] = busy
                 self.events.emit(
                     Event(rel, "sample", decision.level.name, usage=reading.usage, detail=detail)
                 )

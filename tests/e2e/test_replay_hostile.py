@@ -90,7 +90,7 @@ def test_a_cut_off_last_line_is_dropped_with_a_note(tmp_path, replay):
     result = replay(str(trace), "--json")
     assert result.code == 0, result.err
     assert result.json()["samples"] == 5
-    assert f"{trace}:7: the last line is cut off; dropped" in result.err
+    assert f"warning: {trace}:7: the last line is cut off; skipped" in result.err
     jsonl = tmp_path / "cut.jsonl"
     jsonl.write_text('{"t": 0, "used_mib": 10, "total_mib": 100}\n{"t": 1, "used_mi')
     result = replay(str(jsonl), "--json")

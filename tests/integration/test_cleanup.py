@@ -48,3 +48,17 @@ def test_a_cleanup_reports_what_it_freed_and_found():
     assert cleaned.freed_mib == 0.0  # no CUDA here: nothing on a card was given back
     assert cleaned.objects is not None and cleaned.objects >= 100
     assert f"gc: {cleaned.objects} objects" in cleaned.detail
+
+
+def test_cleanup_in_cpu_mode_creates_no_cuda_context(monkeypatch):
+    """CPU mode on a GPU machine: CUDA is there (faked here, the one thing this machine
+    lacks) but this process never made a context, and a cleanup must not make one."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not torch.cuda.is_initialized()
+    for aggressive in (True, False):
+        cleaned = release_memory(aggressive=aggressive)
+        assert not torch.cuda.is_initialized()
+        assert cleaned.freed_mib == 0.0
+        assert cleaned.detail.endswith("no CUDA context in this process, no cache to release")
