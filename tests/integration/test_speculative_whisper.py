@@ -96,8 +96,13 @@ def test_pauses_inside_sentences_waste_work_but_the_text_is_word_for_word_the_sa
     lines, stats = dictate(models, EXAMPLES / "hesitant.wav", vad, tmp_path)
     assert lines == plain
     assert len(lines) == 4  # one per sentence, none cut at its pause
-    assert stats.speculations_wasted == 4  # each pause inside a sentence: thrown away
     assert stats.speculations_used == 4
+    # Each pause inside a sentence that reaches speculate_after_s is thrown away: the four
+    # hesitations at least.
+    assert stats.speculations_wasted >= 4
+    assert stats.speculations == stats.speculations_used + stats.speculations_wasted + (
+        stats.speculations_skipped
+    )
 
 
 def test_early_words_type_each_half_at_its_pause_and_the_lines_are_the_same(
@@ -115,17 +120,20 @@ def test_early_words_type_each_half_at_its_pause_and_the_lines_are_the_same(
     assert stats.speculations_wasted == 0
 
 
-def test_typing_at_a_sentence_end_cuts_hesitant_sentences_but_loses_and_repeats_nothing(
+def test_typing_at_a_sentence_end_cuts_hesitant_sentences_where_early_words_do_not(
     models, plain, tmp_path
 ):
     """Why vad.sentence_end_s is off by default: tiny.en punctuates a phrase before a
-    hesitation as a sentence ('The package should arrive.'), so a 0.5 s pause cuts it."""
+    hesitation as a sentence ('The package should arrive.'), so a 0.5 s pause cuts it, and
+    the halves, each transcribed alone, are heard worse ('Some time there week.'). Early
+    words (the default) type the same phrase at the same moment without ending the line."""
     lines, stats = dictate(
         models, EXAMPLES / "hesitant.wav", VadSettings(sentence_end_s=0.5), tmp_path
     )
-    assert words(lines) == words(plain)
     assert len(lines) > len(plain) == 4
     assert stats.speculations_wasted < 4  # some pauses ended an utterance instead
+    early, _ = dictate(models, EXAMPLES / "hesitant.wav", VadSettings(), tmp_path / "early")
+    assert len(early) == 4 and words(early) == words(plain)
 
 
 def test_passes_over_long_sentences_type_words_while_they_are_spoken(models, tmp_path):
