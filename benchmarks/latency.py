@@ -15,7 +15,7 @@ child's resource usage at its exit), the speculative transcriptions thrown away 
 recorder), the word error rate against the known texts (all, and held-out alone) and the
 lines that end in the middle of a sentence.
 
-    python benchmarks/latency.py                       # today's defaults and speculation off
+    python benchmarks/latency.py                       # the defaults and three other settings
     python benchmarks/latency.py --set vad.min_silence_s=0.6 --set vad.speculate_after_s=0
 """
 
@@ -405,9 +405,10 @@ def rows(label: str, f: Figures, load: str) -> list[tuple[str, str]]:
 
 
 SETTINGS = {
-    "speculation off (before)": {"vad.speculate_after_s": "0"},
+    "speculation off": {"vad.speculate_after_s": "0"},
     "defaults": {},
-    "sentence_end_s=0.5": {"vad.sentence_end_s": "0.5"},
+    "early_words=off": {"vad.early_words": "off"},
+    "partial_every_s=1.5": {"vad.partial_every_s": "1.5"},
 }
 
 
