@@ -308,9 +308,11 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
     # Which known word each heard word is: the line's last one says where the line ended.
     matcher = difflib.SequenceMatcher(a=hyp, b=ref, autojunk=False)
     last_ref: dict[int, int] = {}
+    first_ref: dict[int, int] = {}
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             last_ref[hyp_line[block.a + k]] = block.b + k
+            first_ref.setdefault(hyp_line[block.a + k], block.b + k)
     latencies: list[float] = []
     line_ends: list[float] = []
     shown: list[str] = []
@@ -323,7 +325,15 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         at = last_ref[number]
         item = ref_item[at]
         by_item[item] += words(text)
-        if not ref_end[at]:
+        # Cut in the middle of a sentence: the next line goes on with the same sentence (a
+        # misheard last word does not count).
+        following = first_ref.get(number + 1)
+        if (
+            not ref_end[at]
+            and following is not None
+            and ref_item[following] == item
+            and not any(ref_end[at:following])
+        ):
             mid += 1
         begin, end = session.spans[item]
         heard = arrived - run.listening  # in the session's time
