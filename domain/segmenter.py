@@ -38,14 +38,16 @@ class VadSettings:
     # Speech continues until the probability falls below threshold - hysteresis.
     hysteresis: float = field(default=0.15, validator=_within(0.0, 0.5))
     min_silence_s: float = field(default=0.8, validator=_within(0.05, 10.0))
-    speech_pad_s: float = field(default=0.2, validator=_within(0.0, 2.0))
+    # 0.15 s: enough for Whisper to hear the end of the last word and punctuate it; more
+    # delays the speculative transcription below (it waits for the padding after the speech).
+    speech_pad_s: float = field(default=0.15, validator=_within(0.0, 2.0))
     min_speech_s: float = field(default=0.25, validator=_within(0.0, 5.0))
     max_utterance_s: float = field(default=20.0, validator=_within(2.0, 120.0))
     # Blocks quieter than this (RMS, dB below full scale) are silence without asking the VAD.
     energy_gate_dbfs: float = field(default=-60.0, validator=_within(-120.0, 0.0))
     # A pause this long starts transcribing the utterance so far (0: off). Never earlier than
     # speech_pad_s, so the advance transcription hears exactly what the final one would.
-    speculate_after_s: float = field(default=0.25, validator=_within(0.0, 10.0))
+    speculate_after_s: float = field(default=0.15, validator=_within(0.0, 10.0))
     # A pause this long already ends an utterance whose advance transcript ends a sentence
     # (. ? !); what follows is a new utterance. 0: off (only min_silence_s ends one).
     sentence_end_s: float = field(default=0.0, validator=_within(0.0, 10.0))

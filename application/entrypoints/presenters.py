@@ -128,6 +128,16 @@ def status_parts(status: Status) -> list[tuple[str, str]]:
                 f"p95 {float(status['latency_p95_s']):.2f} s",
             )
         )
+    speculation = status.get("speculation") or {}
+    if speculation.get("asked") or speculation.get("partial_passes"):
+        text = (
+            f"{speculation['asked']} advance transcriptions, {speculation['used']} used, "
+            f"{speculation['wasted']} thrown away; {speculation['early_pieces']} typed early "
+            f"({speculation['early_revised']} not begun by the final text)"
+        )
+        if speculation.get("partial_passes"):
+            text += f"; {speculation['partial_passes']} passes over speech in progress"
+        parts.append(("early text", text))
     parts.extend(("co-tenant", _tenant(t)) for t in status.get("tenants") or [])
     return parts
 

@@ -77,7 +77,9 @@ def assert_every_word_once_in_order(lines: list[str]) -> None:
         assert word_error_rate(said, line) <= 0.2, lines
     heard = words(" ".join(lines))
     expected = words(" ".join(said for _, said in SAID))
-    assert not [w for w in set(heard) if heard.count(w) > expected.count(w)], lines
+    # No word typed twice (a word misheard as another is the error rate's business).
+    twice = [w for w in set(heard) if w in expected and heard.count(w) > expected.count(w)]
+    assert not twice, lines
 
 
 def test_a_full_card_moves_dictation_to_the_cpu_and_not_a_word_is_lost(tmp_path):

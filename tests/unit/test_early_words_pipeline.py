@@ -13,6 +13,7 @@ from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock, SpeechRecognizer, Word
 from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
 
+PAD = VadSettings().speech_pad_s
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 
@@ -73,7 +74,8 @@ def test_when_speech_resumes_only_what_the_final_transcript_adds_is_typed(tmp_pa
     assert output.pieces[-1][1] is True
     assert "".join(text for text, _ in output.pieces) == output.lines[0]
     assert pipeline.stats.early_disagreed == 0
-    assert stt.heard[-1] == (0.0, 2.7)  # the whole utterance, for its context
+    start, seconds = stt.heard[-1]  # the whole utterance, for its context
+    assert start == 0 and abs(seconds - (2.5 + PAD)) <= 0.05
     # The advance whose words were typed is not counted as work thrown away.
     assert pipeline.stats.speculations_wasted == 0
     assert next(e.detail["used"] for e in events.of_type("speculation")) is True
@@ -83,10 +85,11 @@ def test_a_final_transcript_that_revises_typed_words_leaves_them_and_adds_the_re
     blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
     stt = ByLength(revise=2.0)  # the whole utterance is heard as "alpha BETAX gamma ..."
     pipeline, output, _ = dictate(blocks, stt, tmp_path, {block_at(1.45): typed})
-    # "alpha beta" stays as typed; the audio after it (1.2 s to 2.7 s) is transcribed alone.
+    # "alpha beta" stays as typed; the audio after it (from the end of the first speech and
+    # its padding to the end of the second) is transcribed alone.
     assert output.pieces[0] == ("alpha beta", False)
     start, seconds = stt.heard[-1]
-    assert abs(start - 1.2) <= 0.05 and abs(seconds - 1.5) <= 0.05
+    assert abs(start - (1.0 + PAD)) <= 0.05 and abs(seconds - 1.5) <= 0.05
     assert output.lines == ["alpha beta " + " ".join(WORDS[2:5]) + "."]
     assert pipeline.stats.early_disagreed == 1
 
@@ -105,9 +108,9 @@ def test_typed_words_leave_the_spool_so_a_crash_never_types_them_twice(tmp_path)
     _, output, _ = dictate(
         blocks, ByLength(), tmp_path, {block_at(1.45): typed, block_at(2.6): look}
     )
-    # 2.6 s into the audio the speech began at 0 and its words up to 1.2 s are typed: the
-    # spool holds 1.2 s to 2.6 s (within a block), not the 2.6 s from the start.
-    assert len(left) == 1 and abs(left[0] - 1.4) <= 0.07, left
+    # 2.6 s into the audio the speech began at 0 and its words up to 1 s (and the padding
+    # after) are typed: the spool holds the rest to 2.6 s (within a block), not all 2.6 s.
+    assert len(left) == 1 and abs(left[0] - (2.6 - 1.0 - PAD)) <= 0.07, left
     assert output.lines == ["alpha beta gamma delta epsilon zeta."]
     assert list((tmp_path / "spool").iterdir()) == []  # all delivered
 
@@ -153,10 +156,10 @@ def test_a_restart_after_early_words_types_only_what_followed_them(tmp_path):
     assert len(backlog) == 1
     stt = ByLength()
     dictate([], stt, tmp_path, {})
-    # Transcribed again: the 1.1 s after the typed words (1.2 s to the stop at 2.3 s), not
-    # the 2.3 s from the start of the utterance.
+    # Transcribed again: the audio after the typed words (and their padding) to the stop at
+    # 2.3 s, not the 2.3 s from the start of the utterance.
     ((_, seconds),) = stt.heard
-    assert abs(seconds - 1.1) <= 0.07, seconds
+    assert abs(seconds - (2.3 - 1.0 - PAD)) <= 0.07, seconds
 
 
 def test_an_utterance_kept_at_a_stop_keeps_only_the_audio_after_its_typed_words(tmp_path):

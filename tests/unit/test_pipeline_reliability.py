@@ -13,6 +13,7 @@ from swictation.adapters.memory import ListAudioSource, ListOutput, ScriptedReco
 from swictation.adapters.spool import Spool
 from swictation.application.services.delivery import Delivery, Pending
 from swictation.application.services.workers import Workers
+from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock
 from tests.unit.parts import BLOCK, RATE, audio, build, run_all
 
@@ -72,7 +73,8 @@ def test_a_toggle_just_after_a_sentence_keeps_the_sentence(tmp_path):
     pipeline, output, stt = toggled(blocks, 1.55, ["the whole sentence"], tmp_path)
     run_all(pipeline)
     assert output.lines == ["the whole sentence"]
-    assert len(stt.heard[0].samples) / RATE == pytest.approx(1.0 + 0.2 + 0.2, abs=0.05)
+    pad = VadSettings().speech_pad_s  # before the speech and after it
+    assert len(stt.heard[0].samples) / RATE == pytest.approx(1.0 + 2 * pad, abs=0.05)
 
 
 def test_a_failing_output_is_retried_in_order_and_the_worker_goes_on(tmp_path):

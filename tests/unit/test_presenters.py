@@ -45,6 +45,26 @@ def test_the_log_line_says_the_same_in_one_line():
         assert text.split(":", 1)[1].strip() in line
 
 
+def test_speculation_and_words_typed_early_are_counted():
+    status = {
+        **STATUS,
+        "speculation": {
+            "asked": 30,
+            "used": 20,
+            "wasted": 6,
+            "early_pieces": 14,
+            "early_revised": 1,
+            "partial_passes": 0,
+        },
+    }
+    (line,) = [x for x in status_text(status).splitlines() if x.startswith("early text:")]
+    assert line == (
+        "early text: 30 advance transcriptions, 20 used, 6 thrown away; "
+        "14 typed early (1 not begun by the final text)"
+    )
+    assert "early text:" not in status_text(STATUS)  # none asked: nothing to say
+
+
 def test_a_device_that_cannot_be_read_and_a_quiet_start():
     quiet = {
         "listening": False,

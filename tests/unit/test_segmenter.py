@@ -29,7 +29,7 @@ def test_speech_then_silence_is_one_padded_utterance():
     probs = [0.0] * blocks(1) + [0.9] * blocks(2) + [0.0] * blocks(1.5)
     spans, seg = feed(probs)
     (span,) = spans
-    pad = int(0.2 * RATE)
+    pad = int(VadSettings().speech_pad_s * RATE)
     assert span.start == blocks(1) * BLOCK - pad
     assert span.end == (blocks(1) + blocks(2)) * BLOCK + pad
     assert not seg.in_speech

@@ -55,7 +55,7 @@ def test_a_pause_of_speculate_after_starts_the_transcription_that_the_end_then_u
     speculate, deliver = actions
     assert isinstance(speculate, Speculate)
     assert deliver == Deliver(speculate.span, speculated=True)
-    pad = int(0.2 * RATE)
+    pad = int(VadSettings().speech_pad_s * RATE)
     assert speculate.span == Span(blocks(0.5) * BLOCK - pad, blocks(2.5) * BLOCK + pad)
 
 
@@ -223,7 +223,7 @@ def test_a_long_utterance_gets_a_pass_every_partial_every_s_while_it_is_spoken()
     probs = [0.0] * blocks(0.5) + [0.9] * blocks(3.5) + [0.0] * blocks(1.5)
     actions, _ = run(probs, vad)
     partial = [a for a in actions if isinstance(a, Partial)]
-    start = blocks(0.5) * BLOCK - int(0.2 * RATE)
+    start = blocks(0.5) * BLOCK - int(VadSettings().speech_pad_s * RATE)
     assert [p.span.start for p in partial] == [start] * 3  # the whole utterance so far
     ends = [p.span.end for p in partial]
     assert all(abs((b - a) - RATE) < BLOCK for a, b in itertools.pairwise([start, *ends]))

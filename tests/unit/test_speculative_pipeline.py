@@ -25,6 +25,11 @@ class Measuring(SpeechRecognizer):
         return f"{block.t:.2f}+{len(block.samples) / RATE:.2f}{self._end}"
 
 
+# The times these tests read (0.2 s of padding, a quarter-second pause to speculate), pinned
+# so that the defaults may move.
+TIMES = {"speech_pad_s": 0.2, "speculate_after_s": 0.25}
+
+
 def spans(lines: list[str]) -> list[tuple[float, float]]:
     """'0.00+1.19.' -> (0.0, 1.19): where each typed line's audio begins and ends."""
     out = []
@@ -42,7 +47,7 @@ def run(blocks, stt, tmp_path, at, ready_when, vad=None):
     box: list[DictationPipeline] = []
     source = Waiting(blocks, {at: lambda: ready_when(box[0])})
     pipeline, output, _, events, _ = build(
-        [], [], tmp_path, source=source, stt=stt, settings=vad or VadSettings()
+        [], [], tmp_path, source=source, stt=stt, settings=vad or VadSettings(**TIMES)
     )
     box.append(pipeline)
     run_all(pipeline)
@@ -54,7 +59,7 @@ def resumed_after_half_a_second(stt, tmp_path, vad=None):
     (in the pause) until the advance transcription ran. Early words are off unless `vad`
     says otherwise: these tests read where each line's audio begins and ends."""
     blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
-    vad = vad or VadSettings(early_words="off")
+    vad = vad or VadSettings(early_words="off", **TIMES)
     return run(blocks, stt, tmp_path, block_at(1.48), lambda p: p.stats.speculations_run >= 1, vad)
 
 
@@ -86,7 +91,7 @@ def test_speech_resuming_throws_the_advance_away_and_the_sentence_stays_whole(tm
 
 
 def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_ends(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25, early_words="off")
+    vad = VadSettings(sentence_end_s=0.25, early_words="off", **TIMES)
     stt = Measuring(period=True)
     pipeline, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     # The first sentence ended where its pause began; what followed is a new utterance whose
@@ -99,7 +104,7 @@ def test_an_advance_transcript_that_ends_a_sentence_is_typed_before_the_pause_en
 
 
 def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
-    vad = VadSettings(sentence_end_s=0.25, early_words="off")
+    vad = VadSettings(sentence_end_s=0.25, early_words="off", **TIMES)
     stt = Measuring(period=False)
     _, output, _ = resumed_after_half_a_second(stt, tmp_path, vad)
     ((start, end),) = spans(output.lines)
@@ -107,7 +112,7 @@ def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
 
 
 def test_speculation_off_transcribes_once_when_the_pause_ends(tmp_path):
-    vad = VadSettings(speculate_after_s=0)
+    vad = VadSettings(speculate_after_s=0, speech_pad_s=0.2)
     blocks = audio(("speech", 1.0), ("silence", 1.2))
     stt = Measuring()
     pipeline, output, _ = run(blocks, stt, tmp_path, 0, lambda p: True, vad)

@@ -12,7 +12,7 @@ from tests.unit.test_config import refusal, write
 
 def test_the_defaults_speculate_at_a_quarter_second_and_never_cut_at_a_sentence_end(tmp_path):
     settings = load_settings(str(write(tmp_path, "")), {})
-    assert settings.vad.speculate_after_s == 0.25
+    assert settings.vad.speculate_after_s == 0.15
     assert settings.vad.sentence_end_s == 0.0
     assert settings.stt.compute_type == "auto"
 
