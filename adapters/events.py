@@ -85,9 +85,12 @@ class JsonlEventSink(EventSink):
     def _ends_mid_line(self) -> bool:
         if self._size == 0:
             return False
-        with self._path.open("rb") as tail:
-            tail.seek(-1, os.SEEK_END)
-            return tail.read(1) != b"\n"
+        try:
+            with self._path.open("rb") as tail:
+                tail.seek(-1, os.SEEK_END)
+                return tail.read(1) != b"\n"
+        except OSError:  # cannot be read back (write-only): record on, as before
+            return False
 
     def _write_line(self, line: bytes) -> None:
         assert self._file is not None
