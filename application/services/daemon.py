@@ -61,7 +61,6 @@ class Daemon:
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
-        parts.gap.bind(lambda: self.pipeline.in_speech)
         if not parts.listening:
             self.pipeline.enabled.clear()  # toggled off before a re-execution: still off
             log.warning("not listening (toggled off before the re-execution)")
