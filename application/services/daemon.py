@@ -121,12 +121,12 @@ class Daemon:
             "restarts": 0,
             "last_error": None,
         }
-        sink_dropped = int(getattr(self.parts.events, "dropped", 0) or 0)
+        sink = self.parts.events.health()
         workers["events"] = {
-            "state": "failing" if getattr(self.parts.events, "failing", False) else "running",
-            "errors": sink_dropped,
+            "state": "failing" if sink.failing else "running",
+            "errors": sink.dropped,
             "restarts": 0,
-            "last_error": getattr(self.parts.events, "last_error", None),
+            "last_error": sink.last_error,
         }
         return workers
 
