@@ -29,6 +29,7 @@ from swictation.ports import spool as port
 
 log = logging.getLogger("swictation.spool")
 SYNC_EVERY_S = 1.0
+LINE_OPEN = "line-open"  # the output is in the middle of a line (words typed early)
 
 
 def default_spool_dir() -> Path:
@@ -255,6 +256,20 @@ class Spool(port.Spool):
             except OSError:
                 log.error("cannot read spooled audio %s (%s); skipped", path, error)
             return None
+
+    def line_open(self, is_open: bool) -> None:
+        marker = self.directory / LINE_OPEN
+        try:
+            if is_open:
+                _private_dir(self.directory)
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as error:  # at worst a restart glues its first words to the line
+            log.warning("cannot %s %s (%s)", "write" if is_open else "remove", marker, error)
+
+    def was_line_open(self) -> bool:
+        return (self.directory / LINE_OPEN).exists()
 
     def done(self, path: Path) -> None:
         try:

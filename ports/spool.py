@@ -54,3 +54,10 @@ class Spool(Protocol):
 
     def done(self, path: Path) -> None:
         """Its text is delivered: forgotten."""
+
+    def line_open(self, is_open: bool) -> None:
+        """Remembers whether the output is in the middle of a line (words typed early, the
+        end of their line not yet), across a crash."""
+
+    def was_line_open(self) -> bool:
+        """Whether an earlier run stopped in the middle of a line."""

@@ -252,6 +252,7 @@ class DictationPipeline:
         # read by capture (what to spool) under the lock, ended with its utterance.
         self._line: TypedPrefix | None = None
         self._line_lock = threading.Lock()
+        self._mid_line = False  # the output typed words early, not yet their line's end
         self._spoken: int | None = None  # start of the utterance partial passes are about
         self._last_pass: tuple[int, list[str]] = (-1, [])  # its last pass's words
         self._words = _partial_passes_possible(stt, self._segmenter.settings)
@@ -356,7 +357,12 @@ class DictationPipeline:
         log.info("models warmed up in %.2f s", time.monotonic() - began)
 
     def replay_spool(self) -> int:
-        """Files left by an earlier run are transcribed before new audio, one at a time."""
+        """Files left by an earlier run are transcribed before new audio, one at a time. A
+        line it left open (it stopped between words typed early and their line's end) is
+        ended first, so the next words do not run into it."""
+        if self._spool.was_line_open():
+            self._mid_line = True
+            self.delivery.put(Pending(0, "", None, ends=True))
         backlog = self._spool.backlog()
         seconds = sum(self._spool.seconds(path) for path in backlog)
         with self._backlog_lock:
@@ -941,6 +947,12 @@ class DictationPipeline:
         self.stats.spooled += 1
 
     def _delivered(self, item: Pending) -> None:
+        if not item.ends and not self._mid_line:
+            self._mid_line = True
+            self._spool.line_open(True)
+        elif item.ends and self._mid_line:
+            self._mid_line = False
+            self._spool.line_open(False)
         if item.spooled is not None:
             self._spool.done(item.spooled)
 

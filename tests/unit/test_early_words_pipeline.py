@@ -315,3 +315,29 @@ def test_partial_passes_with_early_words_off_are_ignored_and_say_so(tmp_path, ca
     assert "vad.partial_every_s is ignored" in caplog.text
     assert pipeline.stats.partial_passes == 0 and pipeline.stats.early_pieces == 0
     assert output.pieces == [(" ".join(WORDS[:6]) + ".", True)]
+
+
+def test_a_line_left_open_by_a_crash_is_ended_before_the_next_words(tmp_path):
+    """Typed at the cursor, a run killed between words typed early and their line's end
+    left the cursor mid-line: the spool remembers it, and the next start ends that line (a
+    space for a typing tool) before typing anything else."""
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    spool = Spool(tmp_path / "spool")
+    marks: list[bool] = []
+
+    def still_open(pipeline: DictationPipeline) -> bool:
+        # The words are typed, their line's end is not (it waits for the audio held here):
+        # the spool must come to say so (the wait fails after 30 s if it never does).
+        if not (typed(pipeline) and spool.was_line_open()):
+            return False
+        marks.append(True)
+        return True
+
+    dictate(blocks, ByLength(), tmp_path, {block_at(1.45): still_open})
+    assert marks == [True]
+    assert not spool.was_line_open()  # that run ended its line
+    spool.line_open(True)  # as a run killed at that moment leaves it
+    _, output, _ = dictate(audio(("speech", 1.0), ("silence", 1.2)), ByLength(), tmp_path, {})
+    assert output.pieces[0] == ("", True)
+    assert output.lines[1:] == ["alpha beta."]
+    assert not spool.was_line_open()
