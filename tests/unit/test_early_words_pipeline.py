@@ -6,6 +6,7 @@ worker must have done its part), so nothing races the wall clock."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from swictation.adapters.memory import ListOutput
@@ -288,9 +289,10 @@ def test_partial_passes_are_off_by_default(tmp_path):
 
 def test_partial_passes_asked_of_a_recognizer_without_word_times_say_so(tmp_path, caplog):
     blocks = audio(("speech", 3.0), ("silence", 1.2))
-    pipeline, output, _ = dictate(
-        blocks, ByLength(), tmp_path, {}, VadSettings(partial_every_s=1.0)
-    )
+    with caplog.at_level(logging.WARNING, logger="swictation.pipeline"):
+        pipeline, output, _ = dictate(
+            blocks, ByLength(), tmp_path, {}, VadSettings(partial_every_s=1.0)
+        )
     assert "needs a recognizer that gives word times" in caplog.text
     assert pipeline.stats.partial_passes == 0 and pipeline.stats.partials == 2
     assert output.lines == [" ".join(WORDS[:6]) + "."]
@@ -311,7 +313,8 @@ def test_words_typed_early_count_no_negative_time(tmp_path):
 def test_partial_passes_with_early_words_off_are_ignored_and_say_so(tmp_path, caplog):
     blocks = audio(("speech", 3.0), ("silence", 1.2))
     vad = VadSettings(partial_every_s=1.0, early_words="off")
-    pipeline, output, _ = dictate(blocks, Timed(), tmp_path, {}, vad)
+    with caplog.at_level(logging.WARNING, logger="swictation.pipeline"):
+        pipeline, output, _ = dictate(blocks, Timed(), tmp_path, {}, vad)
     assert "vad.partial_every_s is ignored" in caplog.text
     assert pipeline.stats.partial_passes == 0 and pipeline.stats.early_pieces == 0
     assert output.pieces == [(" ".join(WORDS[:6]) + ".", True)]
