@@ -85,6 +85,11 @@ class RecoveryTracker:
             self._failures[model] = 0
             self._resets.append(model)
 
+    def fallback_posted(self, model: str) -> bool:
+        """Whether a fallback of `model` is posted and not yet taken in by the guard."""
+        with self._lock:
+            return model in self._fallbacks
+
     def take_notices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(fallbacks, resets) posted since the last call, each in order."""
         with self._lock:
