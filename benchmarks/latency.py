@@ -15,7 +15,7 @@ child's resource usage at its exit), the speculative transcriptions thrown away 
 recorder), the word error rate against the known texts (all, and held-out alone) and the
 lines that end in the middle of a sentence.
 
-    python benchmarks/latency.py                       # today's defaults and speculation off
+    python benchmarks/latency.py                       # the defaults and three other settings
     python benchmarks/latency.py --set vad.min_silence_s=0.6 --set vad.speculate_after_s=0
 """
 
@@ -308,9 +308,11 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
     # Which known word each heard word is: the line's last one says where the line ended.
     matcher = difflib.SequenceMatcher(a=hyp, b=ref, autojunk=False)
     last_ref: dict[int, int] = {}
+    first_ref: dict[int, int] = {}
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             last_ref[hyp_line[block.a + k]] = block.b + k
+            first_ref.setdefault(hyp_line[block.a + k], block.b + k)
     latencies: list[float] = []
     line_ends: list[float] = []
     shown: list[str] = []
@@ -323,7 +325,15 @@ def figures(session: Session, run: Run, items: tuple[Item, ...] = ITEMS) -> Figu
         at = last_ref[number]
         item = ref_item[at]
         by_item[item] += words(text)
-        if not ref_end[at]:
+        # Cut in the middle of a sentence: the next line goes on with the same sentence (a
+        # misheard last word does not count).
+        following = first_ref.get(number + 1)
+        if (
+            not ref_end[at]
+            and following is not None
+            and ref_item[following] == item
+            and not any(ref_end[at:following])
+        ):
             mid += 1
         begin, end = session.spans[item]
         heard = arrived - run.listening  # in the session's time
@@ -405,9 +415,10 @@ def rows(label: str, f: Figures, load: str) -> list[tuple[str, str]]:
 
 
 SETTINGS = {
-    "speculation off (before)": {"vad.speculate_after_s": "0"},
+    "speculation off": {"vad.speculate_after_s": "0"},
     "defaults": {},
-    "sentence_end_s=0.5": {"vad.sentence_end_s": "0.5"},
+    "early_words=off": {"vad.early_words": "off"},
+    "partial_every_s=1.5": {"vad.partial_every_s": "1.5"},
 }
 
 
