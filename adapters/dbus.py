@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from swictation.domain.model import Event
-from swictation.ports import EventSink
+from swictation.ports import EventSink, SinkHealth
 
 log = logging.getLogger("swictation.dbus")
 
@@ -96,23 +96,17 @@ class TeeEventSink(EventSink):
     def __init__(self, *sinks: EventSink) -> None:
         self.sinks = sinks
 
-    # The health of the sinks behind the tee (the flight recorder's drops), summed, so the
-    # daemon's status sees them whether or not D-Bus publishing put a tee in front.
-    @property
-    def dropped(self) -> int:
-        return sum(int(getattr(sink, "dropped", 0) or 0) for sink in self.sinks)
-
-    @property
-    def failing(self) -> bool:
-        return any(bool(getattr(sink, "failing", False)) for sink in self.sinks)
-
-    @property
-    def last_error(self) -> str | None:
-        errors = [getattr(sink, "last_error", None) for sink in self.sinks]
-        failing = [
-            e for s, e in zip(self.sinks, errors, strict=True) if getattr(s, "failing", False)
-        ]
-        return next((e for e in failing + errors if e), None)
+    def health(self) -> SinkHealth:
+        """The sinks' behind the tee (the flight recorder's drops), summed, so the daemon's
+        status sees them whether or not D-Bus publishing put a tee in front; the error of a
+        failing sink first."""
+        each = [sink.health() for sink in self.sinks]
+        errors = [h.last_error for h in each if h.failing] + [h.last_error for h in each]
+        return SinkHealth(
+            sum(h.dropped for h in each),
+            any(h.failing for h in each),
+            next((e for e in errors if e), None),
+        )
 
     def emit(self, event: Event) -> None:
         failure: Exception | None = None

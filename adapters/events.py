@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from swictation.adapters.whole_write import append_whole
 from swictation.domain.model import Event
-from swictation.ports import EventSink
+from swictation.ports import EventSink, SinkHealth
 
 log = logging.getLogger("swictation.events")
 MiB = 1024 * 1024
@@ -115,6 +115,9 @@ class JsonlEventSink(EventSink):
             self._path.unlink(missing_ok=True)
         self._file = self._path.open("ab", buffering=0)
         self._size = 0
+
+    def health(self) -> SinkHealth:
+        return SinkHealth(self.dropped, self.failing, self.last_error)
 
     def _dropped(self, error: Exception) -> None:
         self.dropped += 1

@@ -409,6 +409,10 @@ def _busy_of(pipeline: DictationPipeline) -> Callable[[], bool]:
     return lambda: pipeline.busy
 
 
+def _in_speech_of(pipeline: DictationPipeline) -> Callable[[], bool]:
+    return lambda: pipeline.in_speech
+
+
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     # `config.run` holds what is not a configuration key: the mode (daemon, record, replay),
@@ -586,6 +590,7 @@ class Container(containers.DeclarativeContainer):
         policy=policy,
         probe=probe,
         listening=pipeline.provided.enabled,
+        in_speech=providers.Singleton(_in_speech_of, pipeline),
         start_time=start_time,
     )
     on_mode_change = providers.Selector(

@@ -148,6 +148,18 @@ class EventSink(Protocol):
 
     def close(self) -> None: ...
 
+    def health(self) -> SinkHealth:
+        """Events it could not keep (a flight recorder on a full disk); a sink that cannot
+        fail says so by inheriting this."""
+        return SinkHealth()
+
+
+@attrs.frozen
+class SinkHealth:
+    dropped: int = 0  # events lost
+    failing: bool = False  # the last write failed
+    last_error: str | None = None
+
 
 @runtime_checkable
 class TraceWriter(Protocol):

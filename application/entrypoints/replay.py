@@ -33,7 +33,7 @@ from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec, SimulationReport
 from swictation.domain.model import Event, Level
 from swictation.domain.segmenter import VadSettings
-from swictation.ports import EventSink
+from swictation.ports import EventSink, SinkHealth
 from swictation.ports.tenants import TENANT_KINDS
 
 PROGRESS_FROM_ROWS = 200_000
@@ -124,6 +124,9 @@ class _Tagged(EventSink):
 
     def emit(self, event: Event) -> None:
         self._inner.emit(attrs.evolve(event, detail={**event.detail, "policy": self._policy}))
+
+    def health(self) -> SinkHealth:
+        return self._inner.health()
 
     def close(self) -> None:
         return None

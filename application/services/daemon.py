@@ -61,7 +61,6 @@ class Daemon:
         self._stopping: StopSignal = parts.stop
         self._stopping.subscribe(self._on_stop)
         self._signalled: str | None = None
-        parts.gap.bind(lambda: self.pipeline.in_speech)
         if not parts.listening:
             self.pipeline.enabled.clear()  # toggled off before a re-execution: still off
             log.warning("not listening (toggled off before the re-execution)")
@@ -122,12 +121,12 @@ class Daemon:
             "restarts": 0,
             "last_error": None,
         }
-        sink_dropped = int(getattr(self.parts.events, "dropped", 0) or 0)
+        sink = self.parts.events.health()
         workers["events"] = {
-            "state": "failing" if getattr(self.parts.events, "failing", False) else "running",
-            "errors": sink_dropped,
+            "state": "failing" if sink.failing else "running",
+            "errors": sink.dropped,
             "restarts": 0,
-            "last_error": getattr(self.parts.events, "last_error", None),
+            "last_error": sink.last_error,
         }
         return workers
 

@@ -87,15 +87,15 @@ class GapStop(AudioSource):
         self._in_speech: Callable[[], bool] = lambda: False
         self.stopped = False
 
-    def bind(self, in_speech: Callable[[], bool]) -> None:
-        self._in_speech = in_speech
-
-    def arm(self, at_gap: Callable[[], None]) -> None:
-        """`at_gap()` is called on the capture thread when capture ends at the gap."""
+    def arm(self, at_gap: Callable[[], None], in_speech: Callable[[], bool]) -> None:
+        """Ends capture at the first block after which `in_speech()` is false (the pipeline
+        that hears this source says whether speech is open); `at_gap()` is called then, on
+        the capture thread."""
         with self._lock:
             if self._armed is None:
                 self._armed_at = time.monotonic()
             self._armed = at_gap
+            self._in_speech = in_speech
 
     def disarm(self) -> bool:
         """False when too late: capture has already ended at a gap."""
@@ -159,9 +159,11 @@ class Reexecution:
         policy: Policy,
         probe: GpuProbe,
         listening: threading.Event,
+        in_speech: Callable[[], bool],
         start_time: float,
     ) -> None:
         self._gap = gap
+        self._in_speech = in_speech  # the pipeline's: whether an utterance is open
         self._stop = stop
         self._events = events
         self._policy = policy
@@ -185,7 +187,7 @@ class Reexecution:
         if change is None:
             self._gap.disarm()
             return
-        self._gap.arm(lambda: self._at_gap(change))
+        self._gap.arm(lambda: self._at_gap(change), self._in_speech)
 
     def _at_gap(self, change: ModeChange) -> None:
         """On the capture thread, at the gap: the handover, and the stop."""

@@ -238,6 +238,12 @@ class DictationPipeline:
         self._spoken: int | None = None  # start of the utterance partial passes are about
         self._last_pass: tuple[int, list[str]] = (-1, [])  # its last pass's words
         self._words = isinstance(stt, WordRecognizer)
+        if self._segmenter.settings.partial_every_s > 0 and not self._words:
+            log.warning(
+                "vad.partial_every_s needs a recognizer that gives word times (whisper); "
+                "%s does not: no text while an utterance is spoken",
+                stt.name,
+            )
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0

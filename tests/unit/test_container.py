@@ -221,11 +221,12 @@ def test_the_daemon_is_wired_at_construction_and_nothing_is_patched_on_after(tmp
     with_fakes(container, [], audio(("silence", 0.5)))
     guard = container.guard()
     workers = container.workers()
+    gap = container.gap()
     assert guard.on_mode_change == container.reexec().change_mode
     assert workers.on_fatal == container.stop().fail
-    before = dict(vars(guard)), dict(vars(workers))
+    before = dict(vars(guard)), dict(vars(workers)), dict(vars(gap))
     daemon = container.daemon()
-    assert (vars(guard), vars(workers)) == before
+    assert (vars(guard), vars(workers), vars(gap)) == before
     assert daemon.parts.gap is container.gap()
     assert daemon.parts.reexec is container.reexec()
     shutdown(container)

@@ -36,7 +36,16 @@ def recorded_parts(
     """The parts as the container wires them (the pipeline hears `gap`), in memory."""
     told: list[str] = []
     start_time = time.monotonic()
-    reexec = Reexecution(gap, stop, events, guard.policy, guard.probe, pipeline.enabled, start_time)
+    reexec = Reexecution(
+        gap,
+        stop,
+        events,
+        guard.policy,
+        guard.probe,
+        pipeline.enabled,
+        lambda: pipeline.in_speech,
+        start_time,
+    )
     return RecordedParts(
         pipeline=pipeline,
         guard=guard,

@@ -240,3 +240,13 @@ def test_partial_passes_are_off_by_default(tmp_path):
     pipeline, output, _ = dictate(blocks, Timed(), tmp_path, {})
     assert pipeline.stats.partial_passes == 0 and pipeline.stats.partial_skipped == 0
     assert output.lines == [" ".join(WORDS[:6]) + "."]
+
+
+def test_partial_passes_asked_of_a_recognizer_without_word_times_say_so(tmp_path, caplog):
+    blocks = audio(("speech", 3.0), ("silence", 1.2))
+    pipeline, output, _ = dictate(
+        blocks, ByLength(), tmp_path, {}, VadSettings(partial_every_s=1.0)
+    )
+    assert "needs a recognizer that gives word times" in caplog.text
+    assert pipeline.stats.partial_passes == 0 and pipeline.stats.partials == 2
+    assert output.lines == [" ".join(WORDS[:6]) + "."]

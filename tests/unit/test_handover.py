@@ -57,12 +57,11 @@ def blocks(count: int) -> list[AudioBlock]:
 def test_an_armed_stop_waits_for_the_gap_in_speech():
     speaking = {"now": True}
     stop = GapStop(ListAudioSource(blocks(10)))
-    stop.bind(lambda: speaking["now"])
     heard, at_gap = [], []
     for block in stop.blocks():
         heard.append(int(block.samples[0]))
         if len(heard) == 2:
-            stop.arm(lambda: at_gap.append(len(heard)))
+            stop.arm(lambda: at_gap.append(len(heard)), lambda: speaking["now"])
         if len(heard) == 5:
             speaking["now"] = False  # the block that ended the speech has been listened to
     assert heard == [0, 1, 2, 3, 4]
@@ -70,7 +69,9 @@ def test_an_armed_stop_waits_for_the_gap_in_speech():
     assert stop.stopped and not stop.disarm()  # too late to call it off
 
 
-def listen(stop: GapStop, arm_at: int, disarm: bool = False) -> tuple[int, list[bool]]:
+def listen(
+    stop: GapStop, arm_at: int, disarm: bool = False, speaking: bool = False
+) -> tuple[int, list[bool]]:
     """Takes every block `stop` gives, arming it after block `arm_at` (and with `disarm`,
     calling it off at once): how many blocks were heard, and whether the stop fired."""
     fired: list[bool] = []
@@ -78,7 +79,7 @@ def listen(stop: GapStop, arm_at: int, disarm: bool = False) -> tuple[int, list[
     for _ in stop.blocks():
         heard += 1
         if heard == arm_at:
-            stop.arm(lambda: fired.append(True))
+            stop.arm(lambda: fired.append(True), lambda: speaking)
             if disarm:
                 assert stop.disarm()
     return heard, fired
@@ -91,8 +92,7 @@ def test_a_disarmed_stop_lets_capture_go_on():
 
 def test_unbroken_speech_is_cut_after_the_longest_wait():
     stop = GapStop(ListAudioSource(blocks(6)), max_wait_s=0.0)
-    stop.bind(lambda: True)
-    assert listen(stop, arm_at=3) == (3, [True])
+    assert listen(stop, arm_at=3, speaking=True) == (3, [True])
 
 
 def test_a_file_resumed_where_it_stopped_loses_and_repeats_no_sample(tmp_path):
@@ -100,12 +100,11 @@ def test_a_file_resumed_where_it_stopped_loses_and_repeats_no_sample(tmp_path):
     path = tmp_path / "ramp.wav"
     soundfile.write(path, samples, RATE, subtype="FLOAT")
     first = GapStop(FileAudioSource(path))
-    first.bind(lambda: False)
     heard = []
     for block in first.blocks():
         heard.append(block.samples)
         if len(heard) == 4:
-            first.arm(lambda: None)
+            first.arm(lambda: None, lambda: False)
     assert first.position == 4 * BLOCK
     second = FileAudioSource(path, start_sample=first.position)
     rest = list(second.blocks())
