@@ -29,6 +29,7 @@ from swictation.ports import spool as port
 
 log = logging.getLogger("swictation.spool")
 SYNC_EVERY_S = 1.0
+LINE_OPEN = "line-open"  # the output is in the middle of a line (words typed early)
 
 
 def default_spool_dir() -> Path:
@@ -84,6 +85,33 @@ class OpenUtterance(port.OpenUtterance):
             os.close(self._fd)
             self._fd = None
         self.path.unlink(missing_ok=True)
+
+    def split(self, at_sample: int, path: Path) -> OpenUtterance:
+        """The tail is written and synced to the new file before this one is cut short and
+        synced, so a crash in between repeats a moment of audio rather than losing it."""
+        if self._fd is None:
+            raise OSError(f"{self.path}: already closed")
+        cut = min(self.bytes, max(0, (at_sample - self.start_sample) * 2))
+        with self.path.open("rb") as file:
+            file.seek(cut)
+            tail = file.read(self.bytes - cut)
+        after = OpenUtterance(path, at_sample)
+        try:
+            if tail:
+                assert after._fd is not None
+                append_whole(after._fd, tail, 0)
+                after.bytes = len(tail)
+            assert after._fd is not None
+            os.fsync(after._fd)
+        except OSError:
+            after.discard()
+            raise
+        os.ftruncate(self._fd, cut)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        self.bytes = cut
+        return after
 
 
 class Spool(port.Spool):
@@ -160,6 +188,19 @@ class Spool(port.Spool):
                 continue
         return None
 
+    def split(
+        self, opened: port.OpenUtterance, at_sample: int
+    ) -> tuple[Path, OpenUtterance] | None:
+        try:
+            after = opened.split(at_sample, opened.path.parent / self._name(".pcm"))
+        except OSError as error:
+            log.warning(
+                "cannot split %s (%s); its typed words are spooled apart", opened.path, error
+            )
+            return None
+        assert isinstance(after, OpenUtterance)
+        return opened.path, after
+
     # -- reading -----------------------------------------------------------------------------
 
     def backlog(self) -> list[Path]:
@@ -215,6 +256,20 @@ class Spool(port.Spool):
             except OSError:
                 log.error("cannot read spooled audio %s (%s); skipped", path, error)
             return None
+
+    def line_open(self, is_open: bool) -> None:
+        marker = self.directory / LINE_OPEN
+        try:
+            if is_open:
+                _private_dir(self.directory)
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as error:  # at worst a restart glues its first words to the line
+            log.warning("cannot %s %s (%s)", "write" if is_open else "remove", marker, error)
+
+    def was_line_open(self) -> bool:
+        return (self.directory / LINE_OPEN).exists()
 
     def done(self, path: Path) -> None:
         try:

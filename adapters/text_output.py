@@ -94,7 +94,7 @@ class FileOutput(TextOutput):
         if not line:
             return
         with self._lock:
-            if self._mid_line:
+            if self._mid_line and line.strip():  # an empty end of line just ends that one
                 line = "\n" + line
             # One write of the whole line, unbuffered: a full disk fails the call (and the
             # text waits to be retried), never half a line kept in a buffer for later.

@@ -22,6 +22,7 @@ lines that end in the middle of a sentence.
 from __future__ import annotations
 
 import argparse
+import codecs
 import difflib
 import json
 import os
@@ -230,8 +231,9 @@ def play(session: Session, settings: dict[str, str], folder: Path) -> Run:
 
     def out() -> None:
         fd = process.stdout.fileno()  # type: ignore[union-attr]
+        text = codecs.getincrementaldecoder("utf-8")("replace")  # a character cut between reads
         while chunk := os.read(fd, 65536):  # as it comes: words typed early have no newline
-            clock.feed(chunk.decode("utf-8", "replace"), time.monotonic())
+            clock.feed(text.decode(chunk), time.monotonic())
 
     def err() -> None:
         for raw in process.stderr:  # type: ignore[union-attr]

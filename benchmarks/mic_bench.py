@@ -9,6 +9,7 @@ silence costs (CPU time from /proc over 20 s, resident memory), the all-day idle
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import statistics
@@ -84,8 +85,9 @@ class Listening:
 
     def _out(self) -> None:
         fd = self.process.stdout.fileno()  # type: ignore[union-attr]
+        text = codecs.getincrementaldecoder("utf-8")("replace")  # a character cut between reads
         while chunk := os.read(fd, 65536):  # as it comes: words typed early have no newline
-            self._clock.feed(chunk.decode("utf-8", "replace"), time.monotonic())
+            self._clock.feed(text.decode(chunk), time.monotonic())
 
     def _err(self) -> None:
         for line in self.process.stderr:  # type: ignore[union-attr]

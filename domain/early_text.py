@@ -62,9 +62,13 @@ def after_typed(typed: str, full: str) -> str | None:
             return None
         matched += 1
         if matched == len(want):
+            # After the last typed word as it was typed ("100%", "C++"), else after its
+            # letters ("home" of "home,").
+            last = typed.rsplit(maxsplit=1)[-1]
+            if token.group().lower().startswith(last.lower()):
+                return full[token.start() + len(last) :]
             core = list(_CORE.finditer(token.group()))
-            end = token.start() + core[-1].end()
-            return full[end:]
+            return full[token.start() + core[-1].end() :]
     return None
 
 

@@ -19,6 +19,12 @@ class OpenUtterance(Protocol):
     def discard(self) -> None:
         """Closes and removes it (the whole utterance has been put, or it is abandoned)."""
 
+    def split(self, at_sample: int, path: Path) -> OpenUtterance:
+        """Cuts it at stream sample `at_sample`: what comes after goes on in a new open
+        utterance at `path`, and this one is closed, holding only what came before (kept as
+        it is, to be removed with `Spool.done` once its words are typed)."""
+        ...
+
 
 class Spool(Protocol):
     written_bytes: int
@@ -30,6 +36,11 @@ class Spool(Protocol):
 
     def open(self, start_sample: int) -> OpenUtterance | None:
         """Speech starting at `start_sample`, to append to; None when nothing can be written."""
+
+    def split(self, opened: OpenUtterance, at_sample: int) -> tuple[Path, OpenUtterance] | None:
+        """`opened` cut at `at_sample` (`OpenUtterance.split`): the file now holding what
+        came before, and the open utterance going on after; None when it cannot be done
+        (nothing changed then)."""
 
     def backlog(self) -> list[Path]:
         """What earlier runs left undelivered, oldest first."""
@@ -43,3 +54,10 @@ class Spool(Protocol):
 
     def done(self, path: Path) -> None:
         """Its text is delivered: forgotten."""
+
+    def line_open(self, is_open: bool) -> None:
+        """Remembers whether the output is in the middle of a line (words typed early, the
+        end of their line not yet), across a crash."""
+
+    def was_line_open(self) -> bool:
+        """Whether an earlier run stopped in the middle of a line."""

@@ -203,6 +203,23 @@ def _log_undelivered(texts: list[str]) -> Path | None:
 BACKLOG_IN_ORDER_S = 60.0
 
 
+def _partial_passes_possible(stt: SpeechRecognizer, settings: VadSettings) -> bool:
+    """Whether vad.partial_every_s can type anything; says once why not when it is set."""
+    if settings.partial_every_s <= 0:
+        return False
+    if settings.early_words is EarlyWords.OFF:
+        log.warning("vad.partial_every_s is ignored: vad.early_words = off types nothing early")
+        return False
+    if not isinstance(stt, WordRecognizer):
+        log.warning(
+            "vad.partial_every_s needs a recognizer that gives word times (whisper); "
+            "%s does not: no text while an utterance is spoken",
+            stt.name,
+        )
+        return False
+    return True
+
+
 class DictationPipeline:
     def __init__(
         self,
@@ -235,15 +252,10 @@ class DictationPipeline:
         # read by capture (what to spool) under the lock, ended with its utterance.
         self._line: TypedPrefix | None = None
         self._line_lock = threading.Lock()
+        self._mid_line = False  # the output typed words early, not yet their line's end
         self._spoken: int | None = None  # start of the utterance partial passes are about
         self._last_pass: tuple[int, list[str]] = (-1, [])  # its last pass's words
-        self._words = isinstance(stt, WordRecognizer)
-        if self._segmenter.settings.partial_every_s > 0 and not self._words:
-            log.warning(
-                "vad.partial_every_s needs a recognizer that gives word times (whisper); "
-                "%s does not: no text while an utterance is spoken",
-                stt.name,
-            )
+        self._words = _partial_passes_possible(stt, self._segmenter.settings)
         gate_dbfs = self._segmenter.settings.energy_gate_dbfs
         self._gate = 10 ** (gate_dbfs / 10)  # mean square below which a block is silence
         self.gated_blocks = 0
@@ -345,7 +357,12 @@ class DictationPipeline:
         log.info("models warmed up in %.2f s", time.monotonic() - began)
 
     def replay_spool(self) -> int:
-        """Files left by an earlier run are transcribed before new audio, one at a time."""
+        """Files left by an earlier run are transcribed before new audio, one at a time. A
+        line it left open (it stopped between words typed early and their line's end) is
+        ended first, so the next words do not run into it."""
+        if self._spool.was_line_open():
+            self._mid_line = True
+            self.delivery.put(Pending(0, "", None, ends=True))
         backlog = self._spool.backlog()
         seconds = sum(self._spool.seconds(path) for path in backlog)
         with self._backlog_lock:
@@ -446,7 +463,8 @@ class DictationPipeline:
 
     def _end_speech(self) -> None:
         self._act(self._endpointer.flush())
-        self._close_open()
+        with self._line_lock:
+            self._close_open()
 
     # -- speculative endpointing ------------------------------------------------------------
 
@@ -483,10 +501,15 @@ class DictationPipeline:
             self.stats.speculations_skipped += 1
             self._speculation_event(advance, used=False, ran=False)
         elif state is AdvanceState.DONE and advance.typed_early:
-            self._speculation_event(advance, used=True, ran=True)  # its words are typed
+            self._typed_then_resumed(advance)
         elif state is AdvanceState.DONE:
             self._wasted(advance)
         # running: the worker counts it when it ends
+
+    def _typed_then_resumed(self, advance: Advance) -> None:
+        """Speech resumed after its words were typed: used (for those words), not wasted."""
+        self.stats.speculations_used += 1
+        self._speculation_event(advance, used=True, ran=True)
 
     def _wasted(self, advance: Advance) -> None:
         self.stats.speculations_wasted += 1
@@ -546,7 +569,9 @@ class DictationPipeline:
             )
         wasted = advance.finish(text, time.monotonic() - began)
         self.stats.speculations_run += 1
-        if wasted and not advance.typed_early:
+        if wasted and advance.typed_early:
+            self._typed_then_resumed(advance)
+        elif wasted:
             self._wasted(advance)
 
     def _type_words(
@@ -560,8 +585,9 @@ class DictationPipeline:
     ) -> bool:
         """Types the words of `text` (the transcript of stream samples [`start`, `until`))
         that are not typed yet, if `current()` still holds (the pause is under way; the
-        utterance is still spoken). Their audio is spooled as its own entry first: a crash
-        before they are typed transcribes them again, after, never."""
+        utterance is still spoken). Their audio becomes a spool entry of its own first (the
+        speech written ahead is cut there, so no sample is in two files): a crash before
+        they are typed transcribes them again, after, never."""
         with self._line_lock:
             if not current():
                 return False
@@ -572,7 +598,9 @@ class DictationPipeline:
             if piece is None:
                 return False
             since = line.until if line is not None else start
-            spooled = self._spool.put(samples[since - start : until - start])
+            spooled = self._split_open(since, until)
+            if spooled is None:  # nothing written ahead from there: the words on their own
+                spooled = self._spool.put(samples[since - start : until - start])
             if spooled is None:
                 return False  # not kept anywhere yet: it waits for the whole utterance
             typed = (line.text if line is not None else "") + piece
@@ -592,6 +620,7 @@ class DictationPipeline:
         stt = self._stt
         assert isinstance(stt, WordRecognizer)
         self._transcribing.set()
+        self.stats.partial_passes += 1  # run (a failure included)
         try:
             words = self._runner.run("stt", lambda device: stt.transcribe_words(block))
         except Exception as error:
@@ -599,7 +628,6 @@ class DictationPipeline:
             return
         finally:
             self._transcribing.clear()
-        self.stats.partial_passes += 1
         texts = [word.text for word in words]
         before = self._last_pass[1] if self._last_pass[0] == start else []
         self._last_pass = (start, texts)
@@ -613,6 +641,19 @@ class DictationPipeline:
         self._type_words(
             start, until, text, item.samples, EarlyWords.ALWAYS, lambda: self._spoken == start
         )
+
+    def _split_open(self, since: int, until: int) -> Path | None:
+        """The speech written ahead, cut at `until` when it begins at `since` (under the line
+        lock, which capture holds to write ahead): the file holding [since, until)."""
+        opened = self._open
+        if opened is None or opened.start_sample != since or until <= since:
+            return None
+        split = self._spool.split(opened, until)
+        if split is None:
+            return None
+        path, self._open = split
+        self._spool.written_bytes += opened.bytes
+        return path
 
     def _end_line(self) -> None:
         """Ends a line typed early whose utterance will not be (it failed, or the run
@@ -634,7 +675,12 @@ class DictationPipeline:
     # -- write-ahead ----------------------------------------------------------------------------
 
     def _write_ahead(self, block: AudioBlock) -> None:
-        """Speech being spoken goes to the spool as it arrives."""
+        """Speech being spoken goes to the spool as it arrives (under the line lock: words
+        typed early cut the file from the worker's thread)."""
+        with self._line_lock:
+            self._write_ahead_locked(block)
+
+    def _write_ahead_locked(self, block: AudioBlock) -> None:
         start = self._spool_start()
         if start is None:
             self._close_open()
@@ -838,12 +884,13 @@ class DictationPipeline:
         typed = utterance.typed
         rest = text if typed is None else self._after_typed(utterance, typed, text)
         done = time.monotonic()
+        text_at = done  # when its last word was handed to the output
         if typed is not None:
             with self._line_lock:
                 self._line = None
             self.delivery.put(Pending(utterance.id, rest, utterance.spooled))  # ends the line
             if not any(ch.isalnum() for ch in rest):
-                done = typed.typed_at  # its last word was typed early
+                text_at = typed.typed_at  # its last word was typed early
         elif text:
             self.delivery.put(Pending(utterance.id, text, utterance.spooled))
         elif utterance.spooled is not None:
@@ -853,7 +900,7 @@ class DictationPipeline:
         stats.words += len(text.split())
         stats.audio_s += utterance.duration_s
         stats.stt_s += done - began
-        latency = done - utterance.closed_at
+        latency = max(0.0, text_at - utterance.closed_at)  # 0: typed before its pause ended
         stats.latencies.append(latency)
         device = devices[-1] if devices else "cpu"
         stats.devices[device] = stats.devices.get(device, 0) + 1
@@ -868,7 +915,7 @@ class DictationPipeline:
             "words": len(text.split()),
         }
         if utterance.speech_end_wall is not None:
-            since_speech = done - utterance.speech_end_wall
+            since_speech = text_at - utterance.speech_end_wall
             stats.speech_latencies.append(since_speech)
             detail["speech_end_to_text_s"] = round(since_speech, 3)
         if utterance.from_backlog and utterance.spooled is not None:
@@ -900,6 +947,12 @@ class DictationPipeline:
         self.stats.spooled += 1
 
     def _delivered(self, item: Pending) -> None:
+        if not item.ends and not self._mid_line:
+            self._mid_line = True
+            self._spool.line_open(True)
+        elif item.ends and self._mid_line:
+            self._mid_line = False
+            self._spool.line_open(False)
         if item.spooled is not None:
             self._spool.done(item.spooled)
 

@@ -6,6 +6,10 @@ worker must have done its part), so nothing races the wall clock."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from swictation.adapters.memory import ListOutput
 from swictation.adapters.spool import Spool
 from swictation.application.services.pipeline import DictationPipeline, Utterance
 from swictation.domain.early_text import TypedPrefix
@@ -76,8 +80,10 @@ def test_when_speech_resumes_only_what_the_final_transcript_adds_is_typed(tmp_pa
     assert pipeline.stats.early_disagreed == 0
     start, seconds = stt.heard[-1]  # the whole utterance, for its context
     assert start == 0 and abs(seconds - (2.5 + PAD)) <= 0.05
-    # The advance whose words were typed is not counted as work thrown away.
-    assert pipeline.stats.speculations_wasted == 0
+    # The advance whose words were typed is not counted as work thrown away: it was used.
+    stats = pipeline.stats
+    assert stats.speculations_wasted == 0
+    assert stats.speculations == stats.speculations_used + stats.speculations_skipped
     assert next(e.detail["used"] for e in events.of_type("speculation")) is True
 
 
@@ -96,13 +102,16 @@ def test_a_final_transcript_that_revises_typed_words_leaves_them_and_adds_the_re
 
 def test_typed_words_leave_the_spool_so_a_crash_never_types_them_twice(tmp_path):
     """What a crash would leave is read from the spool while the speech goes on: after the
-    early words, only the audio after them is there to be transcribed again."""
+    early words are typed, only the audio after them is there to be transcribed again."""
     blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.5), ("silence", 1.2))
     left: list[float] = []
 
     def look(pipeline: DictationPipeline) -> bool:
         spool = pipeline.spool
-        left.extend(spool.seconds(path) for path in spool.backlog())
+        files = spool.backlog()
+        if len(files) != 1:
+            return False  # the typed words' own file goes once the output has typed them
+        left.append(spool.seconds(files[0]))
         return True
 
     _, output, _ = dictate(
@@ -113,6 +122,42 @@ def test_typed_words_leave_the_spool_so_a_crash_never_types_them_twice(tmp_path)
     assert len(left) == 1 and abs(left[0] - (2.6 - 1.0 - PAD)) <= 0.07, left
     assert output.lines == ["alpha beta gamma delta epsilon zeta."]
     assert list((tmp_path / "spool").iterdir()) == []  # all delivered
+
+
+class Inspecting(ListOutput):
+    """Reads the spool at the moment each piece is typed: what a crash then would leave."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        super().__init__()
+        self._spool = Spool(spool_dir)
+        self.seen: list[float] = []
+
+    def emit(self, text: str, ends: bool = True) -> None:
+        if not ends:
+            self.seen.append(sum(self._spool.seconds(p) for p in self._spool.backlog()))
+        super().emit(text, ends)
+
+
+def test_at_the_moment_words_are_typed_early_no_sample_is_in_the_spool_twice(tmp_path):
+    """The audio held up to 1.5 s while the words are typed: the spool (the typed words'
+    own file and the speech written ahead after them) holds at most those 1.5 s, not the
+    typed audio twice (once on its own, once in the speech written ahead)."""
+    blocks = audio(("speech", 1.0), ("silence", 1.2))
+    output = Inspecting(tmp_path / "spool")
+    box: list[DictationPipeline] = []
+    pipeline, _, _, _, _ = build(
+        [],
+        [],
+        tmp_path,
+        source=Waiting(blocks, {block_at(1.5): lambda: typed(box[0])}),
+        stt=ByLength(),
+        output=output,
+    )
+    box.append(pipeline)
+    run_all(pipeline)
+    (seconds,) = output.seen
+    assert 1.0 + PAD - 0.05 <= seconds <= 1.5 + 0.05, seconds
+    assert output.lines == ["alpha beta."]
 
 
 def test_early_words_off_types_each_utterance_once(tmp_path):
@@ -244,9 +289,58 @@ def test_partial_passes_are_off_by_default(tmp_path):
 
 def test_partial_passes_asked_of_a_recognizer_without_word_times_say_so(tmp_path, caplog):
     blocks = audio(("speech", 3.0), ("silence", 1.2))
-    pipeline, output, _ = dictate(
-        blocks, ByLength(), tmp_path, {}, VadSettings(partial_every_s=1.0)
-    )
+    with caplog.at_level(logging.WARNING, logger="swictation.pipeline"):
+        pipeline, output, _ = dictate(
+            blocks, ByLength(), tmp_path, {}, VadSettings(partial_every_s=1.0)
+        )
     assert "needs a recognizer that gives word times" in caplog.text
     assert pipeline.stats.partial_passes == 0 and pipeline.stats.partials == 2
     assert output.lines == [" ".join(WORDS[:6]) + "."]
+
+
+def test_words_typed_early_count_no_negative_time(tmp_path):
+    """The speech-to-text time is the work done, and the wait after the pause is never below
+    zero, however early the words came."""
+    blocks = audio(("speech", 1.0), ("silence", 1.2))
+    pipeline, _, events = dictate(blocks, ByLength(), tmp_path, {block_at(1.5): typed})
+    assert pipeline.stats.early_pieces == 1
+    assert pipeline.stats.stt_s >= 0
+    assert all(latency >= 0 for latency in pipeline.stats.latencies)
+    (event,) = events.of_type("utterance")
+    assert event.detail["stt_s"] >= 0 and event.detail["latency_s"] >= 0
+
+
+def test_partial_passes_with_early_words_off_are_ignored_and_say_so(tmp_path, caplog):
+    blocks = audio(("speech", 3.0), ("silence", 1.2))
+    vad = VadSettings(partial_every_s=1.0, early_words="off")
+    with caplog.at_level(logging.WARNING, logger="swictation.pipeline"):
+        pipeline, output, _ = dictate(blocks, Timed(), tmp_path, {}, vad)
+    assert "vad.partial_every_s is ignored" in caplog.text
+    assert pipeline.stats.partial_passes == 0 and pipeline.stats.early_pieces == 0
+    assert output.pieces == [(" ".join(WORDS[:6]) + ".", True)]
+
+
+def test_a_line_left_open_by_a_crash_is_ended_before_the_next_words(tmp_path):
+    """Typed at the cursor, a run killed between words typed early and their line's end
+    left the cursor mid-line: the spool remembers it, and the next start ends that line (a
+    space for a typing tool) before typing anything else."""
+    blocks = audio(("speech", 1.0), ("silence", 0.5), ("speech", 1.0), ("silence", 1.2))
+    spool = Spool(tmp_path / "spool")
+    marks: list[bool] = []
+
+    def still_open(pipeline: DictationPipeline) -> bool:
+        # The words are typed, their line's end is not (it waits for the audio held here):
+        # the spool must come to say so (the wait fails after 30 s if it never does).
+        if not (typed(pipeline) and spool.was_line_open()):
+            return False
+        marks.append(True)
+        return True
+
+    dictate(blocks, ByLength(), tmp_path, {block_at(1.45): still_open})
+    assert marks == [True]
+    assert not spool.was_line_open()  # that run ended its line
+    spool.line_open(True)  # as a run killed at that moment leaves it
+    _, output, _ = dictate(audio(("speech", 1.0), ("silence", 1.2)), ByLength(), tmp_path, {})
+    assert output.pieces[0] == ("", True)
+    assert output.lines[1:] == ["alpha beta."]
+    assert not spool.was_line_open()
