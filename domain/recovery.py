@@ -45,6 +45,9 @@ class RecoveryTracker:
         self._lock = threading.Lock()
         self._fallbacks: list[str] = []
         self._resets: list[str] = []
+        # Resets asked for while the model's fallback was still posted: the guard takes
+        # resets before fallbacks, so these wait one step (the pin first, then its end).
+        self._resets_next: list[str] = []
 
     def failure(self, model: str, kind: ErrorKind, t: float) -> RecoveryStep:
         with self._lock:
@@ -83,14 +86,20 @@ class RecoveryTracker:
         """The operator's reset: the count starts again and the guard ends the pinning."""
         with self._lock:
             self._failures[model] = 0
-            self._resets.append(model)
+            (self._resets_next if model in self._fallbacks else self._resets).append(model)
+
+    def fallback_posted(self, model: str) -> bool:
+        """Whether a fallback of `model` is posted and not yet taken in by the guard."""
+        with self._lock:
+            return model in self._fallbacks
 
     def take_notices(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(fallbacks, resets) posted since the last call, each in order."""
         with self._lock:
             fallbacks, resets = tuple(self._fallbacks), tuple(self._resets)
             self._fallbacks.clear()
-            self._resets.clear()
+            self._resets[:] = self._resets_next
+            self._resets_next.clear()
         return fallbacks, resets
 
     def snapshot(self) -> dict[str, dict[str, int]]:

@@ -95,8 +95,11 @@ class GuardService:
         return True
 
     def pinned_to_cpu(self, model: str) -> bool:
+        """Pinned by its residency, or fallen back since the last step (status and the final
+        report say so at once, not one poll later)."""
         state = self.policy.residency_of(model)
-        return state is not None and state.value == "PINNED_CPU"
+        pinned = state is not None and state.value == "PINNED_CPU"
+        return pinned or self.recovery.fallback_posted(model)
 
     def tick(self) -> Decision:
         reading = self.probe.sample()
