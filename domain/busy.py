@@ -12,9 +12,9 @@ def utterance_busy(
     """(start, end) of an utterance's hold on the models, ending at `end_s` (its text done).
 
     Its audio (`spoken_s`) runs from `speech_pad_s` before the first voiced sample to
-    `speech_pad_s` after the last; the VAD held the utterance open from the first voiced
+    `end_pad_s` after the last; the VAD held the utterance open from the first voiced
     sample through the pause that ended it (`min_silence_s`), and it then waited and was
     transcribed for `waited_s`.
     """
-    voiced = max(0.0, spoken_s - 2 * vad.speech_pad_s)
+    voiced = max(0.0, spoken_s - vad.speech_pad_s - vad.end_pad_s)
     return max(0.0, end_s - waited_s - vad.min_silence_s - voiced), end_s

@@ -746,7 +746,7 @@ class DictationPipeline:
         samples = advance.samples if advance is not None else self._cut(span)
         if len(samples) == 0:
             return
-        pad = int(self._segmenter.settings.speech_pad_s * RATE)
+        pad = int(self._segmenter.settings.end_pad_s * RATE)
         typed = self._line if self._line is not None and self._line.start == span.start else None
         since = typed.until if typed is not None else span.start
         opened = self._open

@@ -105,7 +105,7 @@ def test_an_older_recording_counts_the_pause_that_ended_each_utterance(tmp_path)
     from swictation.adapters.traces import read_trace
     from swictation.domain.segmenter import VadSettings
 
-    vad = VadSettings(min_silence_s=PAUSE_S, speech_pad_s=0.2)
+    vad = VadSettings(min_silence_s=PAUSE_S, speech_pad_s=0.2, end_pad_s=0.2)
     records = [
         _sample(0.0),
         {"t": 20.0, "type": "utterance", "duration_s": 3.4, "latency_s": 0.5},

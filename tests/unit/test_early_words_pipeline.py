@@ -17,7 +17,7 @@ from swictation.domain.segmenter import VadSettings
 from swictation.ports import AudioBlock, SpeechRecognizer, Word
 from tests.unit.parts import RATE, Waiting, audio, block_at, build, run_all
 
-PAD = VadSettings().speech_pad_s
+PAD = VadSettings().end_pad_s  # the audio kept after speech: where typed words end
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 

@@ -73,8 +73,8 @@ def test_a_toggle_just_after_a_sentence_keeps_the_sentence(tmp_path):
     pipeline, output, stt = toggled(blocks, 1.55, ["the whole sentence"], tmp_path)
     run_all(pipeline)
     assert output.lines == ["the whole sentence"]
-    pad = VadSettings().speech_pad_s  # before the speech and after it
-    assert len(stt.heard[0].samples) / RATE == pytest.approx(1.0 + 2 * pad, abs=0.05)
+    pads = VadSettings().speech_pad_s + VadSettings().end_pad_s  # before and after it
+    assert len(stt.heard[0].samples) / RATE == pytest.approx(1.0 + pads, abs=0.05)
 
 
 def test_a_failing_output_is_retried_in_order_and_the_worker_goes_on(tmp_path):

@@ -29,9 +29,9 @@ def test_speech_then_silence_is_one_padded_utterance():
     probs = [0.0] * blocks(1) + [0.9] * blocks(2) + [0.0] * blocks(1.5)
     spans, seg = feed(probs)
     (span,) = spans
-    pad = int(VadSettings().speech_pad_s * RATE)
-    assert span.start == blocks(1) * BLOCK - pad
-    assert span.end == (blocks(1) + blocks(2)) * BLOCK + pad
+    before, after = int(VadSettings().speech_pad_s * RATE), int(VadSettings().end_pad_s * RATE)
+    assert span.start == blocks(1) * BLOCK - before
+    assert span.end == (blocks(1) + blocks(2)) * BLOCK + after
     assert not seg.in_speech
 
 
@@ -100,7 +100,7 @@ def test_spans_are_ordered_disjoint_and_cover_every_real_stretch_of_speech(runs)
 def test_padding_never_reaches_back_into_the_previous_utterance():
     """Speech that resumes just after an utterance ends: its leading padding stops where the
     previous span ended, so no sample goes to the recognizer twice."""
-    vad = VadSettings(min_silence_s=0.1, speech_pad_s=0.5)
+    vad = VadSettings(min_silence_s=0.1, speech_pad_s=0.5, end_pad_s=0.5)
     probs = [0.9] * blocks(1) + [0.0] * blocks(0.15) + [0.9] * blocks(1) + [0.0] * blocks(1)
     spans, _ = feed(probs, vad)
     first, second = spans

@@ -55,8 +55,8 @@ def test_a_pause_of_speculate_after_starts_the_transcription_that_the_end_then_u
     speculate, deliver = actions
     assert isinstance(speculate, Speculate)
     assert deliver == Deliver(speculate.span, speculated=True)
-    pad = int(VadSettings().speech_pad_s * RATE)
-    assert speculate.span == Span(blocks(0.5) * BLOCK - pad, blocks(2.5) * BLOCK + pad)
+    before, after = int(VadSettings().speech_pad_s * RATE), int(VadSettings().end_pad_s * RATE)
+    assert speculate.span == Span(blocks(0.5) * BLOCK - before, blocks(2.5) * BLOCK + after)
 
 
 def test_the_advance_span_is_exactly_the_one_the_confirmed_pause_delivers():
@@ -93,9 +93,9 @@ def test_a_click_is_never_speculated():
 
 
 def test_speculation_waits_for_the_padding_after_speech():
-    """speculate_after_s below speech_pad_s: the advance span still ends where the final one
+    """speculate_after_s below end_pad_s: the advance span still ends where the final one
     will (the padding must have been heard first)."""
-    vad = VadSettings(speculate_after_s=0.1, speech_pad_s=0.3)
+    vad = VadSettings(speculate_after_s=0.1, end_pad_s=0.3)
     probs = [0.9] * blocks(1) + [0.0] * blocks(1.5)
     ep = Endpointer(vad, RATE)
     for i, p in enumerate(probs):

@@ -27,7 +27,7 @@ class Measuring(SpeechRecognizer):
 
 # The times these tests read (0.2 s of padding, a quarter-second pause to speculate), pinned
 # so that the defaults may move.
-TIMES = {"speech_pad_s": 0.2, "speculate_after_s": 0.25}
+TIMES = {"speech_pad_s": 0.2, "end_pad_s": 0.2, "speculate_after_s": 0.25}
 
 
 def spans(lines: list[str]) -> list[tuple[float, float]]:
@@ -112,7 +112,7 @@ def test_without_a_sentence_end_the_utterance_waits_for_the_pause(tmp_path):
 
 
 def test_speculation_off_transcribes_once_when_the_pause_ends(tmp_path):
-    vad = VadSettings(speculate_after_s=0, speech_pad_s=0.2)
+    vad = VadSettings(speculate_after_s=0, speech_pad_s=0.2, end_pad_s=0.2)
     blocks = audio(("speech", 1.0), ("silence", 1.2))
     stt = Measuring()
     pipeline, output, _ = run(blocks, stt, tmp_path, 0, lambda p: True, vad)
