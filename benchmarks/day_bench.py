@@ -531,17 +531,35 @@ def _align(typed: list[tuple[float, list[str]]], said: list[Said], wall_of) -> d
     return pairs
 
 
+def typed_utterances(path: Path) -> list[tuple[float, str]]:
+    """The stand-in typing tool's calls joined into utterances: each ends with the space typed
+    after it; words typed early (before the pause was confirmed) are calls of their own. The
+    time is when the utterance's last word was typed."""
+    typed: list[tuple[float, str]] = []
+    if not path.exists():
+        return typed
+    text, at = "", 0.0
+    for line in path.read_text().splitlines():
+        stamp, _, piece = line.partition("\t")
+        if any(ch.isalnum() for ch in piece):
+            at = float(stamp)
+        text += piece
+        if text.endswith(" "):
+            if text.strip():
+                typed.append((at, text.strip()))
+            text = ""
+    if text.strip():
+        typed.append((at, text.strip()))
+    return typed
+
+
 def score(run: Run) -> dict[str, object]:
     """Typed lines against the sentences said while listening, aligned in order (the longest
     in-order matching). A line left over is a duplicate when its sentence was typed already,
     out of order when its sentence was not, typed while off when it was said while off, and
     unrecognised otherwise; a sentence left over is missing."""
     day = run.day
-    typed: list[tuple[float, str]] = []
-    if run.typed.exists():
-        for line in run.typed.read_text().splitlines():
-            stamp, _, text = line.partition("\t")
-            typed.append((float(stamp), text))
+    typed = typed_utterances(run.typed)
 
     def wall_of(day_s: float) -> float:
         chosen = run.segments[0]

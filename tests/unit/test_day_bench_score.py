@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.day_bench import Clip, Day, Run, Said, score
+from benchmarks.day_bench import Clip, Day, Run, Said, score, typed_utterances
 
 A = Clip("a", "Open the window.", np.zeros(16000, np.float32))
 B = Clip("b", "Close the door behind you.", np.zeros(16000, np.float32))
@@ -23,7 +23,8 @@ class Started:
 def scored(tmp_path, said, typed):
     day = Day(np.zeros(16000, np.float32), said, [], (0.0, 0.0), 0.0)
     path = tmp_path / "typed.tsv"
-    path.write_text("".join(f"{at}\t{text}\n" for at, text in typed))
+    # As the stand-in typing tool records them: the daemon types a space after each utterance.
+    path.write_text("".join(f"{at}\t{text} \n" for at, text in typed))
     run = Run(day, tmp_path, tmp_path / "s", path, tmp_path / "outage", {})
     run.daemons.append(Started())  # type: ignore[arg-type]
     return score(run)
@@ -63,3 +64,15 @@ def test_a_misheard_sentence_is_not_a_lost_one_but_a_fragment_is(tmp_path):
     result = scored(tmp_path, said, typed)
     assert result["misheard"] == 1
     assert result["missing"] == ["Please send the report to the team before lunch. (day 10 s)"]
+
+
+def test_words_typed_early_and_their_line_end_make_one_utterance(tmp_path):
+    path = tmp_path / "typed.tsv"
+    path.write_text(
+        "1001.5\tOpen the window\n1001.8\t. \n"  # early words, then the stop at the pause
+        "1006.0\tClose the door\n1006.4\t behind you. \n"  # speech resumed after a pause
+    )
+    assert typed_utterances(path) == [
+        (1001.5, "Open the window."),  # its last word came at 1001.5
+        (1006.4, "Close the door behind you."),
+    ]
