@@ -591,7 +591,7 @@ class DictationPipeline:
         with self._line_lock:
             if not current():
                 return False
-            line = self._line if self._line is not None and self._line.start == start else None
+            line = self._line_of(start)
             if line is not None and until <= line.until:
                 return False
             piece = early_piece(line, text, when)
@@ -667,10 +667,13 @@ class DictationPipeline:
         """Where the spool's copy of the speech in progress begins: after its words typed
         early, if any."""
         start = self._segmenter.open_start()
+        line = self._line_of(start)
+        return start if start is None or line is None else max(start, line.until)
+
+    def _line_of(self, start: int | None) -> TypedPrefix | None:
+        """The line typed early for the utterance that begins at `start`, if any."""
         line = self._line
-        if start is not None and line is not None and line.start == start:
-            return max(start, line.until)
-        return start
+        return line if line is not None and line.start == start else None
 
     # -- write-ahead ----------------------------------------------------------------------------
 
@@ -747,7 +750,7 @@ class DictationPipeline:
         if len(samples) == 0:
             return
         pad = int(self._segmenter.settings.end_pad_s * RATE)
-        typed = self._line if self._line is not None and self._line.start == span.start else None
+        typed = self._line_of(span.start)
         since = typed.until if typed is not None else span.start
         opened = self._open
         twin = opened.path if opened is not None and opened.start_sample == since else None

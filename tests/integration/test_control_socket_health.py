@@ -104,7 +104,14 @@ def test_a_failure_repeated_turn_after_turn_is_logged_once_with_its_count(path, 
     try:
         server._expire = expire_failing_thrice
         with caplog.at_level(logging.INFO, logger="swictation"):
-            health = answered_then_health(workers, path)
+            answered_then_health(workers, path)
+            # A turn may answer before its own expiry fails: wait (on the count, not a clock)
+            # until the three failing turns are all counted, then read the health.
+            for _ in range(6000):  # 30 s: a busy machine is slow, never wrong
+                if left[0] == 0 and workers.snapshot()[CONTROL]["errors"] >= 3:
+                    break
+                threading.Event().wait(0.005)
+            health = workers.snapshot()[CONTROL]
             server._wake()  # one more turn, that works
             assert request(path, {"cmd": "status"})["ok"]
     finally:

@@ -144,3 +144,33 @@ def run_all(pipeline: DictationPipeline) -> None:
     pipeline.start_worker()
     pipeline.capture()
     pipeline.finish(drain_timeout_s=None)
+
+
+class PolicyWrapper:
+    """A test's wrapper around a real policy: everything the guard reads is the wrapped
+    policy's (`self.inner`); a subclass overrides `observe` to count or record."""
+
+    inner: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    @property
+    def level(self) -> Any:
+        return self.inner.level
+
+    @property
+    def quiet_after_s(self) -> float:
+        return float(self.inner.quiet_after_s)
+
+    @property
+    def thresholds(self) -> Any:
+        return self.inner.thresholds
+
+    @property
+    def tuning(self) -> Any:
+        return self.inner.tuning
+
+    def residency_of(self, name: str) -> Any:
+        return self.inner.residency_of(name)

@@ -10,18 +10,23 @@ from swictation.domain.policy import GuardPolicy
 from swictation.domain.recovery import ErrorKind, RecoveryTracker, Verdict
 
 
-def test_a_fallback_is_reported_before_the_guards_next_step():
+def calm_guard(*models: ModelState) -> tuple[GuardService, RecoveryTracker, FakeClock]:
+    """A guard on a card at 12 %, with its own recovery tracker, on a fake clock."""
     clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("stt", 100.0), ModelState("vad", 2.0)])
     recovery = RecoveryTracker()
     guard = GuardService(
         ScriptedProbe(lambda t: 1000.0, 8192.0, clock),
-        host,
+        InMemoryModelHost(clock, list(models)),
         GuardPolicy(),
         EventList(),
         clock,
         recovery=recovery,
     )
+    return guard, recovery, clock
+
+
+def test_a_fallback_is_reported_before_the_guards_next_step():
+    guard, recovery, clock = calm_guard(ModelState("stt", 100.0), ModelState("vad", 2.0))
     guard.tick()
     verdicts = [recovery.failure("stt", ErrorKind.OUT_OF_MEMORY, 1.0).verdict for _ in range(3)]
     assert verdicts[-1] is Verdict.FALLBACK
@@ -35,17 +40,7 @@ def test_a_fallback_is_reported_before_the_guards_next_step():
 def test_a_reset_right_after_a_fallback_is_not_lost():
     # The operator resets as soon as status shows the fallback, before the guard has taken
     # it in: the reset ends the pinning (it came after the fallback), it is not undone by it.
-    clock = FakeClock()
-    host = InMemoryModelHost(clock, [ModelState("stt", 100.0)])
-    recovery = RecoveryTracker()
-    guard = GuardService(
-        ScriptedProbe(lambda t: 1000.0, 8192.0, clock),
-        host,
-        GuardPolicy(),
-        EventList(),
-        clock,
-        recovery=recovery,
-    )
+    guard, recovery, clock = calm_guard(ModelState("stt", 100.0))
     guard.tick()
     for _ in range(3):
         recovery.failure("stt", ErrorKind.OUT_OF_MEMORY, 1.0)

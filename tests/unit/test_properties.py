@@ -21,42 +21,19 @@ from swictation.domain.model import (
     Tuning,
 )
 from swictation.domain.policy import GuardPolicy
-from swictation.domain.residency import Residency
+from tests.unit.parts import PolicyWrapper
 
 TOTAL = 8192.0
 
 
 @attrs.define
-class Recording:
+class Recording(PolicyWrapper):
     """Wraps a policy and keeps every observation it saw with the decision it made; at the
     steps in `pins` it reports a CPU fallback of the STT (as the recovery runner would)."""
 
     inner: GuardPolicy
     seen: list[tuple[Observation, Decision]] = attrs.field(factory=list)
     pins: frozenset[int] = frozenset()
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def level(self) -> Level:
-        return self.inner.level
-
-    @property
-    def quiet_after_s(self) -> float:
-        return self.inner.quiet_after_s
-
-    @property
-    def thresholds(self) -> Thresholds:
-        return self.inner.thresholds
-
-    @property
-    def tuning(self) -> Tuning:
-        return self.inner.tuning
-
-    def residency_of(self, name: str) -> Residency | None:
-        return self.inner.residency_of(name)
 
     def observe(self, observation: Observation) -> Decision:
         if len(self.seen) in self.pins:

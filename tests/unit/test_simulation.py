@@ -8,39 +8,18 @@ import attrs
 from swictation.application.config import GuardConfig
 from swictation.application.container import simulate
 from swictation.application.services.simulation import ModelSpec
-from swictation.domain.model import Decision, Observation, Thresholds, Tuning
+from swictation.domain.model import Decision, Observation
 from swictation.domain.policy import GuardPolicy
-from swictation.domain.residency import Residency
+from tests.unit.parts import PolicyWrapper
 
 GiB = 1024.0
 YEAR = 365 * 24 * 3600.0
 
 
 @attrs.define
-class Counting:
+class Counting(PolicyWrapper):
     inner: GuardPolicy
     calls: int = 0
-
-    name = "default"
-
-    @property
-    def level(self):
-        return self.inner.level
-
-    @property
-    def quiet_after_s(self) -> float:
-        return self.inner.quiet_after_s
-
-    @property
-    def thresholds(self) -> Thresholds:
-        return self.inner.thresholds
-
-    @property
-    def tuning(self) -> Tuning:
-        return self.inner.tuning
-
-    def residency_of(self, name: str) -> Residency | None:
-        return self.inner.residency_of(name)
 
     def observe(self, observation: Observation) -> Decision:
         self.calls += 1
